@@ -1,0 +1,245 @@
+//! The catalog: volumes, snapshots, id counters and embedder key/value data.
+//! It is held in memory; the journal records its changes and each checkpoint
+//! writes it whole as the first record of the next journal generation.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRec {
+    pub id: u64,
+    pub name: String,
+    pub size_bytes: u64,
+    pub levels: u8,
+    /// Root node page, 0 when nothing was ever written.
+    pub root: u64,
+    pub allocated_blocks: u64,
+    pub created_unix: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotStatus {
+    Completed,
+}
+
+impl SnapshotStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SnapshotStatus::Completed => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRec {
+    pub id: u64,
+    pub volume_id: u64,
+    pub name: String,
+    pub description: String,
+    pub created_unix: u64,
+    pub status: SnapshotStatus,
+    pub size_bytes: u64,
+    pub levels: u8,
+    pub root: u64,
+    /// Allocated blocks at the point in time (O(1) `size_bytes`).
+    pub size_blocks: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub next_volume_id: u64,
+    pub next_snapshot_id: u64,
+    /// Data blocks `1..data_hw` exist in the data file.
+    pub data_hw: u64,
+    /// Node pages `1..node_hw` exist in the nodes file.
+    pub node_hw: u64,
+    /// Data blocks with a nonzero refcount.
+    pub data_used: u64,
+    /// Node pages with a nonzero refcount.
+    pub nodes_used: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub counters: Counters,
+    pub volumes: BTreeMap<u64, VolumeRec>,
+    pub snapshots: BTreeMap<u64, SnapshotRec>,
+    /// Opaque state of an embedding service (accounts, tokens...), kept as
+    /// durable as the engine's own metadata.
+    pub app_data: BTreeMap<String, Vec<u8>>,
+}
+
+/// One journaled change to the catalog. Each carries absolute values, so
+/// replaying it twice is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogOp {
+    PutVolume(VolumeRec),
+    DeleteVolume(u64),
+    PutSnapshot(SnapshotRec),
+    DeleteSnapshot(u64),
+    SetCounters(Counters),
+    PutAppData(String, Vec<u8>),
+    DeleteAppData(String),
+}
+
+impl Catalog {
+    pub fn new() -> Catalog {
+        Catalog {
+            counters: Counters {
+                next_volume_id: 1,
+                next_snapshot_id: 1,
+                data_hw: 1,
+                node_hw: 1,
+                data_used: 0,
+                nodes_used: 0,
+            },
+            ..Catalog::default()
+        }
+    }
+
+    pub fn apply(&mut self, op: CatalogOp) {
+        match op {
+            CatalogOp::PutVolume(v) => {
+                self.volumes.insert(v.id, v);
+            }
+            CatalogOp::DeleteVolume(id) => {
+                self.volumes.remove(&id);
+            }
+            CatalogOp::PutSnapshot(s) => {
+                self.snapshots.insert(s.id, s);
+            }
+            CatalogOp::DeleteSnapshot(id) => {
+                self.snapshots.remove(&id);
+            }
+            CatalogOp::SetCounters(c) => self.counters = c,
+            CatalogOp::PutAppData(k, v) => {
+                self.app_data.insert(k, v);
+            }
+            CatalogOp::DeleteAppData(k) => {
+                self.app_data.remove(&k);
+            }
+        }
+    }
+
+    pub fn volume_by_name(&self, name: &str) -> Option<&VolumeRec> {
+        self.volumes.values().find(|v| v.name == name)
+    }
+}
+
+/// Validate a volume or snapshot name: 1 to 64 of ASCII letters, digits, `-` and `_`.
+pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(what, "must not be empty"));
+    }
+    if name.len() > 64 {
+        return Err(Error::invalid(
+            what,
+            format!("{} characters is longer than 64", name.chars().count()),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(Error::invalid(
+            what,
+            format!("character {bad:?} is not allowed (use ASCII letters, digits, '-' and '_')"),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest description we store, so one record cannot bloat the catalog.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+pub fn validate_description(desc: &str) -> Result<()> {
+    if desc.len() > MAX_DESCRIPTION {
+        return Err(Error::invalid(
+            "description",
+            format!("{} bytes is longer than {MAX_DESCRIPTION}", desc.len()),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        validate_name("name", "weekly-snapshot-2025-01-08").unwrap();
+        validate_name("name", "a_B-9").unwrap();
+        assert!(validate_name("name", "").is_err());
+        assert!(validate_name("name", &"x".repeat(65)).is_err());
+        validate_name("name", &"x".repeat(64)).unwrap();
+        assert!(validate_name("name", "has space").is_err());
+        assert!(validate_name("name", "é").is_err());
+    }
+
+    #[test]
+    fn catalog_round_trips_through_codec() {
+        let mut c = Catalog::new();
+        c.apply(CatalogOp::PutVolume(VolumeRec {
+            id: 1,
+            name: "v".into(),
+            size_bytes: 10,
+            levels: 1,
+            root: 0,
+            allocated_blocks: 0,
+            created_unix: 5,
+        }));
+        let bytes = crate::codec::encode(&c);
+        let back: Catalog = crate::codec::decode(&bytes).unwrap();
+        assert_eq!(back, c);
+        assert!(crate::codec::decode::<Catalog>(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
+
+impl Catalog {
+    /// Reject a decoded catalog whose values would break the engine's
+    /// arithmetic (untrusted bytes from disk).
+    pub fn validate(&self, block_size: u32, file: &'static str) -> Result<()> {
+        let bad = |what: String| Err(Error::corrupt(what, file, 0));
+        let c = &self.counters;
+        if c.data_hw == 0 || c.node_hw == 0 || c.next_volume_id == 0 || c.next_snapshot_id == 0 {
+            return bad("catalog counters are zero".into());
+        }
+        for (id, v) in &self.volumes {
+            if *id != v.id || *id >= c.next_volume_id {
+                return bad(format!("volume {id} has an inconsistent id"));
+            }
+            check_map(v.size_bytes, v.levels, v.root, v.allocated_blocks, block_size, c)
+                .or_else(|e| bad(format!("volume {} ({}): {e}", v.id, v.name)))?;
+        }
+        for (id, s) in &self.snapshots {
+            if *id != s.id || *id >= c.next_snapshot_id {
+                return bad(format!("snapshot {id} has an inconsistent id"));
+            }
+            if !self.volumes.contains_key(&s.volume_id) {
+                return bad(format!("snapshot {id} belongs to missing volume {}", s.volume_id));
+            }
+            check_map(s.size_bytes, s.levels, s.root, s.size_blocks, block_size, c)
+                .or_else(|e| bad(format!("snapshot {id}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_map(size: u64, levels: u8, root: u64, allocated: u64, block_size: u32, c: &Counters) -> Result<(), String> {
+    if size == 0 || size > crate::meta::MAX_VOLUME_SIZE {
+        return Err(format!("size {size} out of range"));
+    }
+    let blocks = size.div_ceil(block_size as u64);
+    if levels != crate::format::node::levels_for(blocks) {
+        return Err(format!("tree has {levels} levels, {blocks} blocks need {}", crate::format::node::levels_for(blocks)));
+    }
+    if root >= c.node_hw {
+        return Err(format!("root {root} beyond {} node pages", c.node_hw));
+    }
+    if allocated > blocks {
+        return Err(format!("{allocated} allocated blocks of {blocks}"));
+    }
+    Ok(())
+}

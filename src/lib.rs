@@ -1,0 +1,27 @@
+//! cowsnap: a copy-on-write block-storage snapshot engine.
+//!
+//! A [`Pool`] holds volumes: maps from logical blocks to refcounted physical
+//! blocks. A snapshot shares every unchanged block with its volume; creating,
+//! restoring and cloning one take constant time, and deleting one frees what
+//! it owned alone. See `docs/DESIGN.md` and `docs/FORMAT.md`.
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod codec;
+mod error;
+pub mod format;
+mod info;
+mod journal;
+mod meta;
+mod pool;
+mod rangelock;
+pub mod storage;
+mod volume;
+
+pub use catalog::validate_name;
+pub use error::{Error, ErrorKind, Location, Result};
+pub use format::DEFAULT_BLOCK_SIZE;
+pub use info::{CheckReport, PoolStats, SnapshotInfo, VolumeInfo};
+pub use pool::Pool;
+pub use volume::{SnapshotReader, Volume};

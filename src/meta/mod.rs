@@ -1,0 +1,353 @@
+//! In-memory metadata state: the catalog, the map-node cache, both refcount
+//! tables and the block allocators. Everything here changes under the pool's
+//! metadata mutex; no data-block I/O happens while it is held.
+
+mod nodes;
+pub(crate) mod ops;
+mod refs;
+mod tree;
+
+pub(crate) use nodes::NodeStore;
+pub(crate) use refs::RefTable;
+pub(crate) use ops::MAX_VOLUME_SIZE;
+pub(crate) use tree::WriteTarget;
+
+use crate::catalog::{Catalog, CatalogOp, Counters};
+use crate::error::{Error, Result};
+use crate::format::journal::RecordKind;
+use crate::format::{files, node, PAGE_SIZE};
+use crate::storage::Storage;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Clean pages kept cached per store before trimming (16 MiB each).
+const CACHE_PAGES: usize = 4096;
+
+/// Which refcount table a journal record addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Table {
+    Data = 0,
+    Node = 1,
+}
+
+pub(crate) struct MetaState {
+    pub block_size: u32,
+    pub catalog: Catalog,
+    pub nodes: NodeStore,
+    pub node_refs: RefTable,
+    pub data_refs: RefTable,
+    /// Catalog changes not yet captured into a transaction.
+    pending_ops: Vec<CatalogOp>,
+    /// Volumes whose root or allocated count changed since the last capture.
+    dirty_volumes: BTreeSet<u64>,
+    /// Counters as last captured, to emit them only when they change.
+    captured_counters: Counters,
+    /// Data blocks handed to a writer but not yet linked into a map.
+    pub(crate) reserved: HashSet<u64>,
+    /// Data blocks freed but not reusable until the freeing commit is durable
+    /// and their space is punched out.
+    pending_free: HashSet<u64>,
+    /// Freed since the last capture (a subset of `pending_free`).
+    freed_since_capture: Vec<u64>,
+    data_hint: u64,
+    node_hint: u64,
+}
+
+/// One captured transaction: journal payloads plus the blocks it frees.
+pub(crate) struct Txn {
+    pub records: Vec<(RecordKind, Vec<u8>)>,
+    pub freed: Vec<u64>,
+}
+
+impl MetaState {
+    pub fn new(
+        block_size: u32,
+        catalog: Catalog,
+        nodes: Arc<dyn Storage>,
+        node_refs: Arc<dyn Storage>,
+        data_refs: Arc<dyn Storage>,
+    ) -> MetaState {
+        let captured_counters = catalog.counters.clone();
+        MetaState {
+            block_size,
+            catalog,
+            nodes: NodeStore::new(nodes),
+            node_refs: RefTable::new(node_refs, files::NODE_REFS),
+            data_refs: RefTable::new(data_refs, files::DATA_REFS),
+            pending_ops: Vec::new(),
+            dirty_volumes: BTreeSet::new(),
+            captured_counters,
+            reserved: HashSet::new(),
+            pending_free: HashSet::new(),
+            freed_since_capture: Vec::new(),
+            data_hint: 1,
+            node_hint: 1,
+        }
+    }
+
+    pub fn push_op(&mut self, op: CatalogOp) {
+        self.catalog.apply(op.clone());
+        self.pending_ops.push(op);
+    }
+
+    pub fn mark_volume_dirty(&mut self, id: u64) {
+        self.dirty_volumes.insert(id);
+    }
+
+    // ---- allocation -------------------------------------------------------
+
+    /// A free data block, reserved for a writer (refcount 1, not yet mapped).
+    pub fn alloc_data(&mut self) -> Result<u64> {
+        let hw = self.catalog.counters.data_hw;
+        let pending = &self.pending_free;
+        let found = self.data_refs.find_zero(self.data_hint.max(1), hw, |i| pending.contains(&i))?;
+        let block = match found {
+            Some(b) => b,
+            None => {
+                let b = hw;
+                self.catalog.counters.data_hw = hw
+                    .checked_add(1)
+                    .ok_or_else(|| Error::LimitReached { what: "data blocks".into(), limit: u64::MAX })?;
+                b
+            }
+        };
+        self.data_hint = block + 1;
+        self.catalog.counters.data_used += 1;
+        self.data_refs.set(block, 1)?;
+        self.reserved.insert(block);
+        Ok(block)
+    }
+
+    /// Give back a reserved block that was never linked (a failed write).
+    pub fn abandon_reserved(&mut self, block: u64) -> Result<()> {
+        if self.reserved.remove(&block) {
+            self.catalog.counters.data_used -= 1;
+            self.data_refs.set(block, 0)?;
+            self.data_hint = self.data_hint.min(block);
+        }
+        Ok(())
+    }
+
+    /// A fresh map node at `level` with refcount 1. Node pages never hold
+    /// durable data of their own before a commit, so they are reusable at once.
+    pub fn alloc_node(&mut self, level: u8) -> Result<u64> {
+        let hw = self.catalog.counters.node_hw;
+        let found = self.node_refs.find_zero(self.node_hint.max(1), hw, |_| false)?;
+        let page = match found {
+            Some(p) => p,
+            None => {
+                self.catalog.counters.node_hw = hw + 1;
+                hw
+            }
+        };
+        self.node_hint = page + 1;
+        self.catalog.counters.nodes_used += 1;
+        self.node_refs.set(page, 1)?;
+        self.nodes.fresh(page, level);
+        Ok(page)
+    }
+
+    fn free_node_page(&mut self, page: u64) {
+        self.catalog.counters.nodes_used = self.catalog.counters.nodes_used.saturating_sub(1);
+        self.node_hint = self.node_hint.min(page);
+    }
+
+    fn free_data_block(&mut self, block: u64) {
+        self.catalog.counters.data_used = self.catalog.counters.data_used.saturating_sub(1);
+        self.pending_free.insert(block);
+        self.freed_since_capture.push(block);
+    }
+
+    /// After the commit that freed `blocks` is durable and their space is
+    /// punched out, they may be reused.
+    pub fn release_freed(&mut self, blocks: &[u64]) {
+        for b in blocks {
+            self.pending_free.remove(b);
+            self.data_hint = self.data_hint.min(*b);
+        }
+    }
+
+    pub fn pending_free_count(&self) -> usize {
+        self.pending_free.len()
+    }
+
+    // ---- transactions ----------------------------------------------------
+
+    pub fn has_changes(&self) -> bool {
+        !self.pending_ops.is_empty()
+            || !self.dirty_volumes.is_empty()
+            || !self.nodes.dirty.is_empty()
+            || self.data_refs.dirty.iter().any(|i| !self.reserved.contains(i))
+            || !self.node_refs.dirty.is_empty()
+            || self.durable_counters() != self.captured_counters
+    }
+
+    /// The catalog as a checkpoint records it.
+    pub fn durable_catalog(&self) -> Catalog {
+        let mut c = self.catalog.clone();
+        c.counters = self.durable_counters();
+        c
+    }
+
+    /// Counters as a commit records them: reserved blocks are not yet in use.
+    fn durable_counters(&self) -> Counters {
+        let mut c = self.catalog.counters.clone();
+        c.data_used = c.data_used.saturating_sub(self.reserved.len() as u64);
+        c
+    }
+
+    /// Collect everything changed since the last capture into one transaction.
+    pub fn capture(&mut self) -> Result<Txn> {
+        let mut records = Vec::new();
+        for &p in &std::mem::take(&mut self.nodes.dirty) {
+            let sealed = self.nodes.sealed(p);
+            let mut payload = Vec::with_capacity(8 + PAGE_SIZE);
+            payload.extend_from_slice(&p.to_le_bytes());
+            payload.extend_from_slice(&sealed[..]);
+            records.push((RecordKind::NodeImage, payload));
+        }
+        let no_hold = HashSet::new();
+        let node_refs = self.node_refs.take_dirty(&no_hold)?;
+        let data_refs = self.data_refs.take_dirty(&self.reserved)?;
+        for (table, entries) in [(Table::Node, node_refs), (Table::Data, data_refs)] {
+            // Bound each record so a huge delete does not make one giant payload.
+            for chunk in entries.chunks(65536) {
+                records.push((RecordKind::RefcountSet, encode_refcounts(table, chunk)));
+            }
+        }
+        let mut ops = std::mem::take(&mut self.pending_ops);
+        for id in std::mem::take(&mut self.dirty_volumes) {
+            if let Some(v) = self.catalog.volumes.get(&id) {
+                ops.push(CatalogOp::PutVolume(v.clone()));
+            }
+        }
+        if self.durable_counters() != self.captured_counters {
+            self.captured_counters = self.durable_counters();
+            ops.push(CatalogOp::SetCounters(self.captured_counters.clone()));
+        }
+        for op in &ops {
+            records.push((RecordKind::CatalogOp, crate::codec::encode(op)));
+        }
+        let freed = std::mem::take(&mut self.freed_since_capture);
+        Ok(Txn { records, freed })
+    }
+
+    /// Apply one committed record during journal replay.
+    pub fn replay(&mut self, kind: RecordKind, payload: &[u8], file: &'static str, at: u64) -> Result<()> {
+        match kind {
+            RecordKind::Base => {
+                self.catalog = crate::codec::decode(payload)
+                    .map_err(|e| Error::corrupt(format!("catalog does not decode: {e}"), file, at))?;
+            }
+            RecordKind::CatalogOp => {
+                let op: CatalogOp = crate::codec::decode(payload)
+                    .map_err(|e| Error::corrupt(format!("catalog change does not decode: {e}"), file, at))?;
+                self.catalog.apply(op);
+            }
+            RecordKind::NodeImage => {
+                if payload.len() != 8 + PAGE_SIZE {
+                    return Err(Error::corrupt("node image has wrong length", file, at));
+                }
+                let page_no = crate::format::get_u64(payload, 0);
+                let mut page = Box::new([0u8; PAGE_SIZE]);
+                page.copy_from_slice(&payload[8..]);
+                node::verify(&page, page_no, file)?;
+                self.nodes.install_replayed(page_no, page);
+            }
+            RecordKind::RefcountSet => {
+                let (table, entries) = decode_refcounts(payload)
+                    .ok_or_else(|| Error::corrupt("refcount record is malformed", file, at))?;
+                let t = match table {
+                    Table::Data => &mut self.data_refs,
+                    Table::Node => &mut self.node_refs,
+                };
+                for (i, v) in entries {
+                    t.set_replayed(i, v)?;
+                }
+            }
+            RecordKind::Commit => {}
+        }
+        Ok(())
+    }
+
+    /// After replay: start capturing from the recovered state.
+    pub fn finish_replay(&mut self) {
+        self.captured_counters = self.catalog.counters.clone();
+    }
+
+    pub fn trim_caches(&mut self) {
+        self.nodes.trim(CACHE_PAGES);
+        self.node_refs.trim(CACHE_PAGES);
+        self.data_refs.trim(CACHE_PAGES);
+    }
+
+    /// Pages that differ from their files (memory pinned until a checkpoint).
+    pub fn touched_pages(&self) -> usize {
+        self.nodes.touched.len() + self.node_refs.touched.len() + self.data_refs.touched.len()
+    }
+
+    /// Checkpoint step: write every committed page in place. The caller has
+    /// captured all changes first, so only reserved entries are uncommitted.
+    pub fn write_checkpoint_pages(&mut self) -> Result<()> {
+        self.nodes.write_touched()?;
+        self.node_refs.write_touched(&HashSet::new())?;
+        let reserved = self.reserved.clone();
+        self.data_refs.write_touched(&reserved)?;
+        self.nodes.sync()?;
+        self.node_refs.sync()?;
+        self.data_refs.sync()?;
+        self.nodes.mark_all_clean();
+        Ok(())
+    }
+}
+
+fn encode_refcounts(table: Table, entries: &[(u64, u32)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + entries.len() * 12);
+    out.push(table as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (i, v) in entries {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode_refcounts(payload: &[u8]) -> Option<(Table, Vec<(u64, u32)>)> {
+    let table = match *payload.first()? {
+        0 => Table::Data,
+        1 => Table::Node,
+        _ => return None,
+    };
+    let count = u32::from_le_bytes(payload.get(4..8)?.try_into().ok()?) as usize;
+    let body = payload.get(8..)?;
+    if body.len() != count.checked_mul(12)? {
+        return None;
+    }
+    let entries = body
+        .chunks_exact(12)
+        .map(|c| {
+            let mut i = [0u8; 8];
+            i.copy_from_slice(&c[..8]);
+            let mut v = [0u8; 4];
+            v.copy_from_slice(&c[8..]);
+            (u64::from_le_bytes(i), u32::from_le_bytes(v))
+        })
+        .collect();
+    Some((table, entries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcount_records_round_trip_and_reject_garbage() {
+        let e = vec![(1u64, 2u32), (u64::MAX, 7)];
+        let b = encode_refcounts(Table::Node, &e);
+        assert_eq!(decode_refcounts(&b), Some((Table::Node, e)));
+        assert_eq!(decode_refcounts(&b[..b.len() - 1]), None);
+        assert_eq!(decode_refcounts(&[9, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(decode_refcounts(&[]), None);
+    }
+}

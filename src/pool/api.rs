@@ -1,0 +1,243 @@
+//! Public volume and snapshot operations. Each structural change is atomic
+//! and durable when it returns: it is applied in memory under the metadata
+//! lock, then committed.
+
+use super::Pool;
+use crate::catalog::SnapshotRec;
+use crate::error::{Error, Result};
+use crate::info::{now_unix, rfc3339, PoolStats, SnapshotInfo, VolumeInfo};
+use crate::meta::MetaState;
+use crate::volume::{SnapshotReader, Volume};
+
+impl Pool {
+    fn volume_info_of(m: &MetaState, id: u64) -> Result<VolumeInfo> {
+        let v = m.volume_rec(id)?;
+        Ok(VolumeInfo {
+            id: v.id,
+            name: v.name.clone(),
+            size_bytes: v.size_bytes,
+            allocated_bytes: v.allocated_blocks * m.block_size as u64,
+        })
+    }
+
+    fn snapshot_info_of(m: &mut MetaState, rec: &SnapshotRec) -> Result<SnapshotInfo> {
+        let exclusive = if rec.root == 0 { 0 } else { m.exclusive_blocks(rec.root, rec.levels - 1)? };
+        let volume_name = m.volume_rec(rec.volume_id).map(|v| v.name.clone()).unwrap_or_default();
+        Ok(SnapshotInfo {
+            id: rec.id,
+            volume_id: rec.volume_id,
+            volume_name,
+            name: rec.name.clone(),
+            description: rec.description.clone(),
+            status: rec.status.as_str(),
+            size_bytes: rec.size_blocks * m.block_size as u64,
+            exclusive_bytes: exclusive * m.block_size as u64,
+            created_unix: rec.created_unix,
+            created_at: rfc3339(rec.created_unix),
+        })
+    }
+
+    /// Create an empty volume of `size_bytes`.
+    pub fn create_volume(&self, name: &str, size_bytes: u64) -> Result<VolumeInfo> {
+        self.inner.check_writable()?;
+        let id = self.inner.meta.lock().create_volume(name, size_bytes, now_unix())?.id;
+        self.inner.commit()?;
+        Self::volume_info_of(&self.inner.meta.lock(), id)
+    }
+
+    /// A handle for I/O on the named volume.
+    pub fn volume(&self, name: &str) -> Result<Volume> {
+        let id = self.inner.meta.lock().volume_id(name)?;
+        self.volume_by_id(id)
+    }
+
+    pub fn volume_by_id(&self, id: u64) -> Result<Volume> {
+        let (name, size) = {
+            let m = self.inner.meta.lock();
+            let v = m.volume_rec(id)?;
+            (v.name.clone(), v.size_bytes)
+        };
+        Ok(Volume::new(self.inner.clone(), id, name, size, self.inner.volume_io(id)))
+    }
+
+    pub fn volume_info(&self, name: &str) -> Result<VolumeInfo> {
+        let m = self.inner.meta.lock();
+        Self::volume_info_of(&m, m.volume_id(name)?)
+    }
+
+    pub fn list_volumes(&self) -> Vec<VolumeInfo> {
+        let m = self.inner.meta.lock();
+        m.catalog
+            .volumes
+            .keys()
+            .filter_map(|&id| Self::volume_info_of(&m, id).ok())
+            .collect()
+    }
+
+    /// Delete a volume and all its snapshots; their exclusive blocks are freed.
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        self.inner.check_writable()?;
+        let id = self.inner.meta.lock().volume_id(name)?;
+        let io = self.inner.volume_io(id);
+        {
+            let _gate = io.gate.write();
+            self.inner.meta.lock().delete_volume(id)?;
+        }
+        self.inner.forget_volume_io(id);
+        self.inner.commit()
+    }
+
+    /// Take a point-in-time snapshot of a volume.
+    pub fn create_snapshot(&self, volume: &str, name: &str, description: &str) -> Result<SnapshotInfo> {
+        self.create_snapshot_limited(volume, name, description, None)
+    }
+
+    /// As [`Pool::create_snapshot`], failing with `LimitReached` when the
+    /// volume already has `limit` snapshots (checked atomically with the create).
+    pub fn create_snapshot_limited(
+        &self,
+        volume: &str,
+        name: &str,
+        description: &str,
+        limit: Option<usize>,
+    ) -> Result<SnapshotInfo> {
+        self.inner.check_writable()?;
+        let id = self.inner.meta.lock().volume_id(volume)?;
+        let io = self.inner.volume_io(id);
+        let rec = {
+            // Waits for writes in flight: the snapshot holds every write that
+            // completed before this call and none that start after it returns.
+            let _gate = io.gate.write();
+            self.inner.meta.lock().create_snapshot(id, name, description, limit, now_unix())?
+        };
+        self.inner.commit()?;
+        Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
+    }
+
+    /// Snapshots, newest first; all of them or one volume's.
+    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+        let mut m = self.inner.meta.lock();
+        let filter = volume.map(|n| m.volume_id(n)).transpose()?;
+        let recs: Vec<SnapshotRec> = m
+            .catalog
+            .snapshots
+            .values()
+            .rev()
+            .filter(|s| filter.is_none_or(|v| s.volume_id == v))
+            .cloned()
+            .collect();
+        recs.iter().map(|r| Self::snapshot_info_of(&mut m, r)).collect()
+    }
+
+    pub fn snapshot(&self, id: u64) -> Result<SnapshotInfo> {
+        let mut m = self.inner.meta.lock();
+        let rec = m.snapshot_rec(id)?.clone();
+        Self::snapshot_info_of(&mut m, &rec)
+    }
+
+    /// Rename and/or re-describe a snapshot.
+    pub fn update_snapshot(&self, id: u64, name: Option<&str>, description: Option<&str>) -> Result<SnapshotInfo> {
+        self.inner.check_writable()?;
+        let rec = self.inner.meta.lock().update_snapshot(id, name, description)?;
+        self.inner.commit()?;
+        Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
+    }
+
+    /// Make the volume's content that of the snapshot. The snapshot, and
+    /// newer ones, stay.
+    pub fn restore_snapshot(&self, id: u64) -> Result<VolumeInfo> {
+        self.inner.check_writable()?;
+        let vol = self.inner.meta.lock().snapshot_rec(id)?.volume_id;
+        let io = self.inner.volume_io(vol);
+        {
+            let _gate = io.gate.write();
+            self.inner.meta.lock().restore_snapshot(id)?;
+        }
+        self.inner.commit()?;
+        Self::volume_info_of(&self.inner.meta.lock(), vol)
+    }
+
+    /// Delete a snapshot and free the blocks nothing else references.
+    pub fn delete_snapshot(&self, id: u64) -> Result<()> {
+        self.inner.check_writable()?;
+        let vol = self.inner.meta.lock().snapshot_rec(id)?.volume_id;
+        let io = self.inner.volume_io(vol);
+        {
+            // Readers of the snapshot hold the gate shared, so its blocks are
+            // not freed under them.
+            let _gate = io.gate.write();
+            self.inner.meta.lock().delete_snapshot(id)?;
+        }
+        self.inner.commit()
+    }
+
+    /// A new writable volume whose content is the snapshot's, sharing its blocks.
+    pub fn clone_snapshot(&self, id: u64, new_volume: &str) -> Result<VolumeInfo> {
+        self.inner.check_writable()?;
+        let vid = self.inner.meta.lock().clone_snapshot(id, new_volume, now_unix())?.id;
+        self.inner.commit()?;
+        Self::volume_info_of(&self.inner.meta.lock(), vid)
+    }
+
+    /// A read-only view of a snapshot's content.
+    pub fn snapshot_reader(&self, id: u64) -> Result<SnapshotReader> {
+        let (vol, size) = {
+            let m = self.inner.meta.lock();
+            let s = m.snapshot_rec(id)?;
+            (s.volume_id, s.size_bytes)
+        };
+        Ok(SnapshotReader::new(self.inner.clone(), id, size, self.inner.volume_io(vol)))
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let m = self.inner.meta.lock();
+        let c = &m.catalog.counters;
+        let bs = self.inner.block_size as u64;
+        let refs_bytes = |entries: u64| entries.div_ceil(crate::format::refpage::PER_PAGE as u64) * crate::format::PAGE_SIZE as u64;
+        PoolStats {
+            block_size: self.inner.block_size,
+            used_bytes: c.data_used * bs,
+            used_blocks: c.data_used,
+            free_blocks: (c.data_hw - 1).saturating_sub(c.data_used),
+            metadata_bytes: c.nodes_used * crate::format::PAGE_SIZE as u64
+                + refs_bytes(c.data_hw)
+                + refs_bytes(c.node_hw)
+                + self.inner.journal_len(),
+            volumes: m.catalog.volumes.len() as u64,
+            snapshots: m.catalog.snapshots.len() as u64,
+        }
+    }
+
+    /// Store an embedder's key/value state durably with the pool's metadata.
+    pub fn put_app_data(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner.meta.lock().push_op(crate::catalog::CatalogOp::PutAppData(key.into(), value));
+        self.inner.commit()
+    }
+
+    pub fn delete_app_data(&self, key: &str) -> Result<()> {
+        self.inner.check_writable()?;
+        let mut m = self.inner.meta.lock();
+        if !m.catalog.app_data.contains_key(key) {
+            return Err(Error::not_found("app data", key));
+        }
+        m.push_op(crate::catalog::CatalogOp::DeleteAppData(key.into()));
+        drop(m);
+        self.inner.commit()
+    }
+
+    pub fn app_data(&self, key: &str) -> Option<Vec<u8>> {
+        self.inner.meta.lock().catalog.app_data.get(key).cloned()
+    }
+
+    /// Keys with the given prefix, in order.
+    pub fn app_data_keys(&self, prefix: &str) -> Vec<String> {
+        let m = self.inner.meta.lock();
+        m.catalog
+            .app_data
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}

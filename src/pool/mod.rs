@@ -1,0 +1,372 @@
+//! The pool: opening and creating, the commit path and checkpoints.
+//!
+//! Durability order (see docs/FORMAT.md, "Commit steps"):
+//! 1. data blocks are written before the map change that links them;
+//! 2. a commit syncs the data file, then appends and syncs the journal;
+//! 3. blocks a commit freed are punched out and reused only after that;
+//! 4. a checkpoint writes committed pages in place, syncs them, starts the
+//!    other journal file with the whole catalog, syncs it, and only then
+//!    flips the superblock.
+
+mod api;
+mod lockfile;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::format::superblock::{valid_block_size, Superblock};
+use crate::format::{files, PAGE_SIZE};
+use crate::journal::Journal;
+use crate::meta::MetaState;
+use crate::rangelock::RangeLock;
+use crate::storage::{Dir, FsDir, Storage};
+use lockfile::PoolLock;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Checkpoint once the journal holds this much.
+const CHECKPOINT_JOURNAL_BYTES: u64 = 16 << 20;
+/// ... or once this many pages are pinned in memory awaiting a checkpoint.
+const CHECKPOINT_TOUCHED_PAGES: usize = 8192;
+/// On close, checkpoint if the journal is longer than this, so the next open replays little.
+const CLOSE_CHECKPOINT_BYTES: u64 = 1 << 20;
+
+/// A pool of volumes and snapshots. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) inner: Arc<PoolInner>,
+}
+
+/// Per-volume I/O coordination.
+#[derive(Default)]
+pub(crate) struct VolumeIo {
+    /// Data I/O holds it shared; snapshot create, restore, delete and volume
+    /// delete hold it exclusively, so they never see half a write.
+    pub gate: RwLock<()>,
+    pub ranges: RangeLock,
+}
+
+struct CommitState {
+    journal: Journal,
+    superblock: Superblock,
+}
+
+pub(crate) struct PoolInner {
+    pub desc: String,
+    pub block_size: u32,
+    pub data: Arc<dyn Storage>,
+    superblock_file: Arc<dyn Storage>,
+    journals: [Arc<dyn Storage>; 2],
+    pub meta: Mutex<MetaState>,
+    commit: Mutex<CommitState>,
+    volume_io: Mutex<HashMap<u64, Arc<VolumeIo>>>,
+    poison: Mutex<Option<String>>,
+    /// Set by data writes; a commit that sees it syncs the data file.
+    pub data_dirty: AtomicBool,
+    closed: AtomicBool,
+    _lock: Option<PoolLock>,
+}
+
+fn new_pool_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+impl Pool {
+    /// Create a new pool in directory `path` (created if missing).
+    pub fn create(path: impl AsRef<Path>, block_size: u32) -> Result<Pool> {
+        let path = path.as_ref();
+        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let lock = PoolLock::acquire(path)?;
+        Self::create_on(Arc::new(FsDir::new(path)), block_size, Some(lock))
+    }
+
+    /// Open an existing pool in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Pool> {
+        let path = path.as_ref();
+        let sb = path.join(files::SUPERBLOCK);
+        if !sb.exists() {
+            return Err(Error::not_found("pool", path.display()));
+        }
+        let lock = PoolLock::acquire(path)?;
+        Self::open_on(Arc::new(FsDir::new(path)), Some(lock))
+    }
+
+    /// Create a pool on any [`Dir`] (a simulated disk in tests).
+    pub fn create_in(dir: Arc<dyn Dir>, block_size: u32) -> Result<Pool> {
+        Self::create_on(dir, block_size, None)
+    }
+
+    /// Open a pool on any [`Dir`].
+    pub fn open_in(dir: Arc<dyn Dir>) -> Result<Pool> {
+        Self::open_on(dir, None)
+    }
+
+    fn create_on(dir: Arc<dyn Dir>, block_size: u32, lock: Option<PoolLock>) -> Result<Pool> {
+        if !valid_block_size(block_size) {
+            return Err(Error::invalid(
+                "block size",
+                format!("{block_size} is not a power of two from 4096 to 1048576"),
+            ));
+        }
+        let desc = dir.describe();
+        let io = |what: &str| {
+            let what = format!("{what} in {desc}");
+            move |e| Error::io(what, e)
+        };
+        let sb_file = dir.open(files::SUPERBLOCK).map_err(io("creating superblock"))?;
+        if sb_file.len().map_err(io("reading superblock"))? != 0 {
+            return Err(Error::AlreadyExists { kind: "pool", name: desc });
+        }
+        let sb = Superblock {
+            generation: 1,
+            pool_id: new_pool_id(),
+            block_size,
+            created_unix: crate::info::now_unix(),
+        };
+        for name in [files::NODES, files::NODE_REFS, files::DATA_REFS, files::DATA] {
+            dir.open(name).map_err(io("creating pool file"))?;
+        }
+        let journal_file = dir.open(files::JOURNALS[1]).map_err(io("creating journal"))?;
+        dir.open(files::JOURNALS[0]).map_err(io("creating journal"))?;
+        Journal::start(journal_file, files::JOURNALS[1], sb.generation, sb.pool_id, &Catalog::new())?;
+        sb_file
+            .write_at(&sb.encode(), Superblock::slot_offset(sb.generation))
+            .map_err(io("writing superblock"))?;
+        sb_file.sync().map_err(io("syncing superblock"))?;
+        dir.sync_dir().map_err(io("syncing pool directory"))?;
+        Self::open_on(dir, lock)
+    }
+
+    fn open_on(dir: Arc<dyn Dir>, lock: Option<PoolLock>) -> Result<Pool> {
+        let desc = dir.describe();
+        let io = |what: &str| {
+            let what = format!("{what} in {desc}");
+            move |e| Error::io(what, e)
+        };
+        let sb_file = dir.open(files::SUPERBLOCK).map_err(io("opening superblock"))?;
+        let mut slots = vec![0u8; 2 * PAGE_SIZE];
+        sb_file.read_at(&mut slots, 0).map_err(io("reading superblock"))?;
+        let a = Superblock::decode(&slots[..PAGE_SIZE], 0)?;
+        let b = Superblock::decode(&slots[PAGE_SIZE..], PAGE_SIZE as u64)?;
+        let sb = match (a, b) {
+            (Some(a), Some(b)) => {
+                if a.pool_id != b.pool_id || a.block_size != b.block_size {
+                    return Err(Error::corrupt("superblock slots describe different pools", files::SUPERBLOCK, 0));
+                }
+                if a.generation >= b.generation { a } else { b }
+            }
+            (Some(s), None) | (None, Some(s)) => s,
+            (None, None) => {
+                let len = sb_file.len().map_err(io("reading superblock"))?;
+                let what = if len == 0 { "no superblock (not a cowsnap pool, or creation was interrupted)" } else { "no valid superblock slot" };
+                return Err(Error::corrupt(what, files::SUPERBLOCK, 0));
+            }
+        };
+        if Superblock::slot_offset(sb.generation) != if a == Some(sb) { 0 } else { PAGE_SIZE as u64 } {
+            return Err(Error::corrupt(
+                format!("superblock generation {} is in the wrong slot", sb.generation),
+                files::SUPERBLOCK,
+                0,
+            ));
+        }
+        let open = |name: &str| dir.open(name).map_err(io("opening pool file"));
+        let data = open(files::DATA)?;
+        let journals = [open(files::JOURNALS[0])?, open(files::JOURNALS[1])?];
+        let mut meta = MetaState::new(
+            sb.block_size,
+            Catalog::new(),
+            open(files::NODES)?,
+            open(files::NODE_REFS)?,
+            open(files::DATA_REFS)?,
+        );
+        let jidx = (sb.generation % 2) as usize;
+        let journal = Journal::recover(journals[jidx].clone(), files::JOURNALS[jidx], sb.generation, sb.pool_id, &mut meta)?;
+        meta.catalog.validate(sb.block_size, files::JOURNALS[jidx])?;
+        Ok(Pool {
+            inner: Arc::new(PoolInner {
+                desc,
+                block_size: sb.block_size,
+                data,
+                superblock_file: sb_file,
+                journals,
+                meta: Mutex::new(meta),
+                commit: Mutex::new(CommitState { journal, superblock: sb }),
+                volume_io: Mutex::new(HashMap::new()),
+                poison: Mutex::new(None),
+                data_dirty: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Data block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.inner.block_size
+    }
+
+    /// Make every completed write durable.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.commit()
+    }
+
+    /// Flush, checkpoint if the journal is long, and release the pool.
+    pub fn close(self) -> Result<()> {
+        self.inner.commit()?;
+        let mut cs = self.inner.commit.lock();
+        if cs.journal.len() > CLOSE_CHECKPOINT_BYTES {
+            self.inner.checkpoint(&mut cs)?;
+        }
+        self.inner.closed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Force a checkpoint now (tests and tools).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.commit()?;
+        let mut cs = self.inner.commit.lock();
+        self.inner.checkpoint(&mut cs)
+    }
+}
+
+impl PoolInner {
+    pub fn check_writable(&self) -> Result<()> {
+        match &*self.poison.lock() {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Record a failure after which on-disk state is unknown. Writes are
+    /// refused until reopen; a failed fsync is never retried as if nothing happened.
+    pub fn poison(&self, err: &Error) {
+        let mut p = self.poison.lock();
+        if p.is_none() {
+            *p = Some(err.to_string());
+        }
+    }
+
+    fn guard<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if matches!(e.kind(), crate::ErrorKind::Io) {
+                self.poison(e);
+            }
+        }
+        r
+    }
+
+    pub fn volume_io(&self, id: u64) -> Arc<VolumeIo> {
+        self.volume_io.lock().entry(id).or_default().clone()
+    }
+
+    pub fn forget_volume_io(&self, id: u64) {
+        self.volume_io.lock().remove(&id);
+    }
+
+    /// Make all completed writes and metadata changes durable.
+    pub fn commit(&self) -> Result<()> {
+        self.check_writable()?;
+        let mut cs = self.commit.lock();
+        self.check_writable()?;
+        let txn = {
+            let mut m = self.meta.lock();
+            if m.has_changes() {
+                Some(self.guard(m.capture())?)
+            } else {
+                None
+            }
+        };
+        // Data first: every block the transaction links was written before
+        // it was published, so syncing now covers them.
+        if self.data_dirty.swap(false, Ordering::SeqCst) || txn.is_some() {
+            self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
+        }
+        let Some(txn) = txn else { return Ok(()) };
+        self.guard(cs.journal.append(&txn.records))?;
+        self.guard(cs.journal.sync())?;
+        // The commit is durable: freed blocks may now go back to the filesystem and the allocator.
+        self.punch_and_release(&txn.freed);
+        let touched = self.meta.lock().touched_pages();
+        if cs.journal.len() > CHECKPOINT_JOURNAL_BYTES || touched > CHECKPOINT_TOUCHED_PAGES {
+            self.checkpoint(&mut cs)?;
+        }
+        Ok(())
+    }
+
+    pub fn journal_len(&self) -> u64 {
+        self.commit.lock().journal.len()
+    }
+
+    fn punch_and_release(&self, freed: &[u64]) {
+        if freed.is_empty() {
+            return;
+        }
+        let mut sorted = freed.to_vec();
+        sorted.sort_unstable();
+        let bs = self.block_size as u64;
+        let mut i = 0;
+        while i < sorted.len() {
+            let start = sorted[i];
+            let mut end = start + 1;
+            i += 1;
+            while i < sorted.len() && sorted[i] == end {
+                end += 1;
+                i += 1;
+            }
+            // Only space is at stake: a reused block is always written whole
+            // before it is linked, so a failed punch cannot expose old data.
+            let _ = self.data.punch_hole(start * bs, (end - start) * bs);
+        }
+        self.meta.lock().release_freed(freed);
+    }
+
+    /// Write committed pages in place and move to the next journal generation.
+    fn checkpoint(&self, cs: &mut CommitState) -> Result<()> {
+        self.check_writable()?;
+        let mut m = self.meta.lock();
+        let mut freed = Vec::new();
+        if m.has_changes() {
+            // Changes made since our last commit must be journaled before any
+            // page reaches its home location.
+            let txn = self.guard(m.capture())?;
+            self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
+            self.guard(cs.journal.append(&txn.records))?;
+            self.guard(cs.journal.sync())?;
+            freed = txn.freed;
+        }
+        self.guard(m.write_checkpoint_pages())?;
+        let next = Superblock { generation: cs.superblock.generation + 1, ..cs.superblock };
+        let jidx = (next.generation % 2) as usize;
+        let journal = self.guard(Journal::start(
+            self.journals[jidx].clone(),
+            files::JOURNALS[jidx],
+            next.generation,
+            next.pool_id,
+            &m.durable_catalog(),
+        ))?;
+        let sb_io = |e| Error::io("writing superblock", e);
+        self.guard(self.superblock_file.write_at(&next.encode(), Superblock::slot_offset(next.generation)).map_err(sb_io))?;
+        self.guard(self.superblock_file.sync().map_err(|e| Error::io("syncing superblock", e)))?;
+        cs.superblock = next;
+        cs.journal = journal;
+        m.trim_caches();
+        drop(m);
+        self.punch_and_release(&freed);
+        Ok(())
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // Best effort: a pool dropped without close() still persists what it can.
+        if !self.closed.load(Ordering::SeqCst) && self.check_writable().is_ok() {
+            let _ = self.commit();
+        }
+    }
+}

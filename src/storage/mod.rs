@@ -1,0 +1,46 @@
+//! All pool I/O goes through [`Storage`] (one file) and [`Dir`] (the pool's
+//! set of files), so tests can swap in a simulated disk that loses or tears
+//! un-synced writes and fails on demand.
+
+mod file;
+pub mod sim;
+
+pub use file::{FileStorage, FsDir};
+
+use std::io;
+use std::sync::Arc;
+
+/// One file of a pool. Offsets are absolute; methods take `&self` so that
+/// several threads can do I/O at once.
+#[allow(clippy::len_without_is_empty)]
+pub trait Storage: Send + Sync {
+    /// Fill `buf` from `offset`. Bytes past the end of the file read as zeros.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Write all of `buf` at `offset`, extending the file if needed.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Make every completed write durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Truncate or extend the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current length of the file.
+    fn len(&self) -> io::Result<u64>;
+    /// Deallocate `[offset, offset+len)`: it reads as zeros afterwards and
+    /// gives its space back to the filesystem.
+    fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Hint that a range was written in bulk and need not stay cached.
+    fn drop_cache(&self, _offset: u64, _len: u64) {}
+}
+
+/// The set of files that make up a pool.
+pub trait Dir: Send + Sync {
+    /// Open (creating if missing) the named file.
+    fn open(&self, name: &str) -> io::Result<Arc<dyn Storage>>;
+    /// Whether the named file exists.
+    fn exists(&self, name: &str) -> io::Result<bool>;
+    /// A printable description (a path) for messages.
+    fn describe(&self) -> String;
+    /// Make newly created files' directory entries durable.
+    fn sync_dir(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
