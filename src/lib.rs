@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod check;
 mod codec;
 mod error;
 pub mod format;

@@ -351,3 +351,31 @@ mod tests {
         assert_eq!(decode_refcounts(&[]), None);
     }
 }
+
+impl MetaState {
+    /// `check --repair`: lower a leaked data block's refcount to what is referenced.
+    pub fn repair_data_refcount(&mut self, block: u64, refs: u32) -> Result<()> {
+        self.data_refs.set(block, refs)?;
+        if refs == 0 {
+            self.pending_free.insert(block);
+            self.freed_since_capture.push(block);
+        }
+        Ok(())
+    }
+
+    pub fn repair_node_refcount(&mut self, page: u64, refs: u32) -> Result<()> {
+        self.node_refs.set(page, refs)?;
+        if refs == 0 {
+            self.node_hint = self.node_hint.min(page);
+        }
+        Ok(())
+    }
+
+    /// After a repair, set the usage counters to what the tables now hold.
+    pub fn recount_usage(&mut self, data_used: u64, nodes_used: u64, repaired: &[(bool, u64, u64)]) {
+        let freed_data = repaired.iter().filter(|(d, _, r)| *d && *r == 0).count() as u64;
+        let freed_nodes = repaired.iter().filter(|(d, _, r)| !*d && *r == 0).count() as u64;
+        self.catalog.counters.data_used = data_used - freed_data;
+        self.catalog.counters.nodes_used = nodes_used - freed_nodes;
+    }
+}
