@@ -17,7 +17,9 @@ mod journal;
 mod meta;
 mod pool;
 mod rangelock;
+mod rawio;
 pub mod storage;
+pub mod testkit;
 mod volume;
 
 pub use catalog::validate_name;

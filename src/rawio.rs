@@ -1,0 +1,172 @@
+//! Raw disk images in and out. Import skips holes (SEEK_DATA) and zero
+//! blocks; export writes only non-zero blocks into a pre-sized file, so the
+//! result is sparse. Both move data in large chunks.
+
+use crate::error::{Error, Result};
+use crate::info::VolumeInfo;
+use crate::pool::Pool;
+use crate::volume::is_zero;
+use rustix::fs::{seek, SeekFrom};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Bytes moved per step: large enough to amortize syscalls and metadata work.
+const CHUNK: u64 = 8 << 20;
+
+fn chunk_size(block_size: u32) -> u64 {
+    CHUNK.max(block_size as u64) / block_size as u64 * block_size as u64
+}
+
+/// Start of the next data region at or after `at`, or None if only a hole remains.
+fn next_data(file: &File, at: u64, len: u64) -> u64 {
+    match seek(file, SeekFrom::Data(at)) {
+        Ok(pos) => pos,
+        // ENXIO: no data past `at`. Any other error: treat everything as data.
+        Err(rustix::io::Errno::NXIO) => len,
+        Err(_) => at,
+    }
+}
+
+fn next_hole(file: &File, at: u64, len: u64) -> u64 {
+    seek(file, SeekFrom::Hole(at)).unwrap_or(len).min(len)
+}
+
+impl Pool {
+    /// Load a raw image into a new volume sized to the file, or over an
+    /// existing volume of exactly that size. Zero blocks are not stored.
+    /// Flushed before it returns.
+    pub fn import_raw(&self, volume: &str, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VolumeInfo> {
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
+            .len();
+        if len == 0 {
+            return Err(Error::invalid("image", format!("{} is empty", path.display())));
+        }
+        let existing = match self.volume_info(volume) {
+            Ok(info) if info.size_bytes == len => true,
+            Ok(info) => {
+                return Err(Error::invalid(
+                    "image",
+                    format!("{} has {len} bytes but volume {volume} has {}", path.display(), info.size_bytes),
+                ))
+            }
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+                self.create_volume(volume, len)?;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let vol = self.volume(volume)?;
+        let bs = self.block_size() as u64;
+        let chunk = chunk_size(self.block_size());
+        let mut buf = vec![0u8; chunk as usize];
+        let mut pos = 0u64;
+        while pos < len {
+            let data_at = next_data(&file, pos, len).min(len);
+            // Skip whole blocks of hole; an existing volume must read zeros there too.
+            let hole_end = data_at / bs * bs;
+            if hole_end > pos {
+                if existing {
+                    vol.discard(pos, hole_end - pos)?;
+                }
+                pos = hole_end;
+                progress(pos, len);
+                continue;
+            }
+            let data_end = next_hole(&file, data_at, len).max(pos + 1);
+            let end = (pos + chunk).min(data_end.div_ceil(bs) * bs).min(len);
+            let n = (end - pos) as usize;
+            file.read_exact_at(&mut buf[..n], pos)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if existing || !is_zero(&buf[..n]) {
+                // The write path unmaps whole zero blocks itself.
+                vol.write_at(&buf[..n], pos)?;
+            }
+            pos = end;
+            progress(pos, len);
+        }
+        vol.flush()?;
+        vol.info()
+    }
+
+    /// Write a volume out as a sparse raw file.
+    pub fn export_volume(&self, volume: &str, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let vol = self.volume(volume)?;
+        let size = vol.size();
+        export(
+            size,
+            self.block_size(),
+            path,
+            &|off, len| vol.allocation(off, len),
+            &|buf, off| vol.read_at(buf, off),
+            progress,
+        )
+    }
+
+    /// Write a snapshot out as a sparse raw file.
+    pub fn export_snapshot(&self, id: u64, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+        let snap = self.snapshot_reader(id)?;
+        export(
+            snap.size(),
+            self.block_size(),
+            path,
+            &|off, len| snap.allocation(off, len),
+            &|buf, off| snap.read_at(buf, off),
+            progress,
+        )
+    }
+}
+
+type Extents = Vec<(u64, u64, bool)>;
+
+fn export(
+    size: u64,
+    block_size: u32,
+    path: &Path,
+    allocation: &dyn Fn(u64, u64) -> Result<Extents>,
+    read: &dyn Fn(&mut [u8], u64) -> Result<()>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    let io = |e| Error::io(format!("writing {}", path.display()), e);
+    out.set_len(size).map_err(io)?;
+    let bs = block_size as usize;
+    let chunk = chunk_size(block_size);
+    let mut buf = vec![0u8; chunk as usize];
+    let mut pos = 0u64;
+    while pos < size {
+        let n = chunk.min(size - pos);
+        for (off, len, allocated) in allocation(pos, n)? {
+            if !allocated {
+                continue;
+            }
+            let b = &mut buf[..len as usize];
+            read(b, off)?;
+            // Write runs of non-zero blocks; zero blocks stay holes.
+            let mut i = 0;
+            while i < b.len() {
+                let piece = bs.min(b.len() - i);
+                if is_zero(&b[i..i + piece]) {
+                    i += piece;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && !is_zero(&b[i..i + bs.min(b.len() - i)]) {
+                    i += bs.min(b.len() - i);
+                }
+                out.write_all_at(&b[start..i], off + start as u64).map_err(io)?;
+            }
+        }
+        pos += n;
+        progress(pos, size);
+    }
+    Ok(())
+}
