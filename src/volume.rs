@@ -181,12 +181,14 @@ impl Volume {
             }
             targets
         };
-        self.pool.data_dirty.store(true, Ordering::SeqCst);
         if let Err(e) = self.write_blocks(buf, &plan, &targets) {
             abandon(&mut self.pool.meta.lock(), &targets);
             self.pool.poison(&e);
             return Err(e);
         }
+        // Set only after the data is written: a commit that clears the flag
+        // and then syncs must cover every write that set it.
+        self.pool.data_dirty.store(true, Ordering::SeqCst);
         let mut m = self.pool.meta.lock();
         for (i, t) in targets.iter().enumerate() {
             if let Some(WriteTarget::Fresh { block, .. }) = t {

@@ -282,9 +282,10 @@ impl PoolInner {
                 None
             }
         };
-        // Data first: every block the transaction links was written before
-        // it was published, so syncing now covers them.
-        if self.data_dirty.swap(false, Ordering::SeqCst) || txn.is_some() {
+        // Data first: every block the transaction links was written, and the
+        // flag set, before it was published; so either an earlier commit
+        // synced it or the flag is still set now.
+        if self.data_dirty.swap(false, Ordering::SeqCst) {
             self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
         }
         let Some(txn) = txn else { return Ok(()) };
@@ -335,7 +336,9 @@ impl PoolInner {
             // Changes made since our last commit must be journaled before any
             // page reaches its home location.
             let txn = self.guard(m.capture())?;
-            self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
+            if self.data_dirty.swap(false, Ordering::SeqCst) {
+                self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
+            }
             self.guard(cs.journal.append(&txn.records))?;
             self.guard(cs.journal.sync())?;
             freed = txn.freed;
