@@ -49,7 +49,11 @@ fn fixture(allocated: u64) -> Fixture {
         off += n as u64;
     }
     vol.flush().expect("flush");
-    Fixture { _dir: dir, pool, vol }
+    Fixture {
+        _dir: dir,
+        pool,
+        vol,
+    }
 }
 
 /// The hot copy path: writes to blocks a snapshot shares.
@@ -78,7 +82,9 @@ fn cow_writes(c: &mut Criterion) {
                 while done < iters {
                     // A fresh snapshot makes every block shared again (untimed).
                     snap_no += 1;
-                    fx.pool.create_snapshot("v", &format!("s{snap_no}"), "").expect("snapshot");
+                    fx.pool
+                        .create_snapshot("v", &format!("s{snap_no}"), "")
+                        .expect("snapshot");
                     let n = (iters - done).min(blocks);
                     let start = Instant::now();
                     for i in 0..n {
@@ -96,7 +102,9 @@ fn cow_writes(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("plain_file", label), |b| {
             let mut i = 0u64;
             b.iter(|| {
-                plain.write_all_at(&buf, (i % blocks) * BS as u64).expect("write");
+                plain
+                    .write_all_at(&buf, (i % blocks) * BS as u64)
+                    .expect("write");
                 i += 1;
             })
         });
@@ -118,7 +126,10 @@ fn snapshot_ops(c: &mut Criterion) {
                 for _ in 0..iters {
                     n += 1;
                     let start = Instant::now();
-                    let s = fx.pool.create_snapshot("v", &format!("c{n}"), "").expect("create");
+                    let s = fx
+                        .pool
+                        .create_snapshot("v", &format!("c{n}"), "")
+                        .expect("create");
                     total += start.elapsed();
                     fx.pool.delete_snapshot(s.id).expect("delete");
                 }
@@ -136,7 +147,10 @@ fn snapshot_ops(c: &mut Criterion) {
                 let data = vec![0x77u8; 1 << 20];
                 for _ in 0..iters {
                     n += 1;
-                    let s = fx.pool.create_snapshot("v", &format!("d{n}"), "").expect("create");
+                    let s = fx
+                        .pool
+                        .create_snapshot("v", &format!("d{n}"), "")
+                        .expect("create");
                     fx.vol.write_at(&data, 0).expect("write");
                     let start = Instant::now();
                     fx.pool.delete_snapshot(s.id).expect("delete");

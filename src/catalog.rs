@@ -163,6 +163,73 @@ pub fn validate_description(desc: &str) -> Result<()> {
     Ok(())
 }
 
+impl Catalog {
+    /// Reject a decoded catalog whose values would break the engine's
+    /// arithmetic (untrusted bytes from disk).
+    pub fn validate(&self, block_size: u32, file: &'static str) -> Result<()> {
+        let bad = |what: String| Err(Error::corrupt(what, file, 0));
+        let c = &self.counters;
+        if c.data_hw == 0 || c.node_hw == 0 || c.next_volume_id == 0 || c.next_snapshot_id == 0 {
+            return bad("catalog counters are zero".into());
+        }
+        for (id, v) in &self.volumes {
+            if *id != v.id || *id >= c.next_volume_id {
+                return bad(format!("volume {id} has an inconsistent id"));
+            }
+            check_map(
+                v.size_bytes,
+                v.levels,
+                v.root,
+                v.allocated_blocks,
+                block_size,
+                c,
+            )
+            .or_else(|e| bad(format!("volume {} ({}): {e}", v.id, v.name)))?;
+        }
+        for (id, s) in &self.snapshots {
+            if *id != s.id || *id >= c.next_snapshot_id {
+                return bad(format!("snapshot {id} has an inconsistent id"));
+            }
+            if !self.volumes.contains_key(&s.volume_id) {
+                return bad(format!(
+                    "snapshot {id} belongs to missing volume {}",
+                    s.volume_id
+                ));
+            }
+            check_map(s.size_bytes, s.levels, s.root, s.size_blocks, block_size, c)
+                .or_else(|e| bad(format!("snapshot {id}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_map(
+    size: u64,
+    levels: u8,
+    root: u64,
+    allocated: u64,
+    block_size: u32,
+    c: &Counters,
+) -> Result<(), String> {
+    if size == 0 || size > crate::meta::MAX_VOLUME_SIZE {
+        return Err(format!("size {size} out of range"));
+    }
+    let blocks = size.div_ceil(block_size as u64);
+    if levels != crate::format::node::levels_for(blocks) {
+        return Err(format!(
+            "tree has {levels} levels, {blocks} blocks need {}",
+            crate::format::node::levels_for(blocks)
+        ));
+    }
+    if root >= c.node_hw {
+        return Err(format!("root {root} beyond {} node pages", c.node_hw));
+    }
+    if allocated > blocks {
+        return Err(format!("{allocated} allocated blocks of {blocks}"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,51 +262,4 @@ mod tests {
         assert_eq!(back, c);
         assert!(crate::codec::decode::<Catalog>(&bytes[..bytes.len() - 1]).is_err());
     }
-}
-
-impl Catalog {
-    /// Reject a decoded catalog whose values would break the engine's
-    /// arithmetic (untrusted bytes from disk).
-    pub fn validate(&self, block_size: u32, file: &'static str) -> Result<()> {
-        let bad = |what: String| Err(Error::corrupt(what, file, 0));
-        let c = &self.counters;
-        if c.data_hw == 0 || c.node_hw == 0 || c.next_volume_id == 0 || c.next_snapshot_id == 0 {
-            return bad("catalog counters are zero".into());
-        }
-        for (id, v) in &self.volumes {
-            if *id != v.id || *id >= c.next_volume_id {
-                return bad(format!("volume {id} has an inconsistent id"));
-            }
-            check_map(v.size_bytes, v.levels, v.root, v.allocated_blocks, block_size, c)
-                .or_else(|e| bad(format!("volume {} ({}): {e}", v.id, v.name)))?;
-        }
-        for (id, s) in &self.snapshots {
-            if *id != s.id || *id >= c.next_snapshot_id {
-                return bad(format!("snapshot {id} has an inconsistent id"));
-            }
-            if !self.volumes.contains_key(&s.volume_id) {
-                return bad(format!("snapshot {id} belongs to missing volume {}", s.volume_id));
-            }
-            check_map(s.size_bytes, s.levels, s.root, s.size_blocks, block_size, c)
-                .or_else(|e| bad(format!("snapshot {id}: {e}")))?;
-        }
-        Ok(())
-    }
-}
-
-fn check_map(size: u64, levels: u8, root: u64, allocated: u64, block_size: u32, c: &Counters) -> Result<(), String> {
-    if size == 0 || size > crate::meta::MAX_VOLUME_SIZE {
-        return Err(format!("size {size} out of range"));
-    }
-    let blocks = size.div_ceil(block_size as u64);
-    if levels != crate::format::node::levels_for(blocks) {
-        return Err(format!("tree has {levels} levels, {blocks} blocks need {}", crate::format::node::levels_for(blocks)));
-    }
-    if root >= c.node_hw {
-        return Err(format!("root {root} beyond {} node pages", c.node_hw));
-    }
-    if allocated > blocks {
-        return Err(format!("{allocated} allocated blocks of {blocks}"));
-    }
-    Ok(())
 }

@@ -25,26 +25,59 @@ impl Pool {
         self.inner.commit()?;
         let mut m = self.inner.meta.lock();
         let mut report = CheckReport::default();
-        let mut counts = Counts { nodes: HashMap::new(), data: HashMap::new() };
+        let mut counts = Counts {
+            nodes: HashMap::new(),
+            data: HashMap::new(),
+        };
         let roots: Vec<(String, u64, u8, u64, u64)> = m
             .catalog
             .volumes
             .values()
-            .map(|v| (format!("volume {} ({})", v.id, v.name), v.root, v.levels, v.allocated_blocks, v.size_bytes))
-            .chain(m.catalog.snapshots.values().map(|s| (format!("snapshot {} ({})", s.id, s.name), s.root, s.levels, s.size_blocks, s.size_bytes)))
+            .map(|v| {
+                (
+                    format!("volume {} ({})", v.id, v.name),
+                    v.root,
+                    v.levels,
+                    v.allocated_blocks,
+                    v.size_bytes,
+                )
+            })
+            .chain(m.catalog.snapshots.values().map(|s| {
+                (
+                    format!("snapshot {} ({})", s.id, s.name),
+                    s.root,
+                    s.levels,
+                    s.size_blocks,
+                    s.size_bytes,
+                )
+            }))
             .collect();
         let bs = m.block_size as u64;
         for (what, root, levels, allocated, size) in roots {
             if root == 0 {
                 if allocated != 0 {
-                    report.errors.push(format!("{what}: reports {allocated} allocated blocks but has no map"));
+                    report.errors.push(format!(
+                        "{what}: reports {allocated} allocated blocks but has no map"
+                    ));
                 }
                 continue;
             }
             let mut mapped = 0u64;
-            visit(&mut m, &mut counts, &mut report, &what, root, levels - 1, 0, size.div_ceil(bs), &mut mapped);
+            visit(
+                &mut m,
+                &mut counts,
+                &mut report,
+                &what,
+                root,
+                levels - 1,
+                0,
+                size.div_ceil(bs),
+                &mut mapped,
+            );
             if mapped != allocated {
-                report.errors.push(format!("{what}: reports {allocated} allocated blocks, its map holds {mapped}"));
+                report.errors.push(format!(
+                    "{what}: reports {allocated} allocated blocks, its map holds {mapped}"
+                ));
             }
         }
         let hw_data = m.catalog.counters.data_hw;
@@ -83,13 +116,16 @@ impl Pool {
                 used_nodes += 1;
             }
             if rc < refs {
-                report.errors.push(format!("map node {p}: refcount {rc} but {refs} references"));
+                report
+                    .errors
+                    .push(format!("map node {p}: refcount {rc} but {refs} references"));
             } else if rc > refs {
                 leaked.push((false, p, refs));
             }
         }
         let reserved = m.reserved.len() as u64;
-        if used_data != m.catalog.counters.data_used || used_nodes != m.catalog.counters.nodes_used {
+        if used_data != m.catalog.counters.data_used || used_nodes != m.catalog.counters.nodes_used
+        {
             let c = &m.catalog.counters;
             // Leaked blocks legitimately make the tallies differ only through the leak itself.
             if leaked.is_empty() && reserved == 0 {
@@ -100,7 +136,9 @@ impl Pool {
             }
         }
         for (&b, _) in counts.data.iter().filter(|(&b, _)| b >= hw_data) {
-            report.errors.push(format!("data block {b} referenced beyond the data file's {hw_data} blocks"));
+            report.errors.push(format!(
+                "data block {b} referenced beyond the data file's {hw_data} blocks"
+            ));
         }
         report.leaked_blocks = leaked.len() as u64;
         report.ok = report.errors.is_empty();
@@ -143,13 +181,18 @@ fn visit(
         return;
     }
     if page >= m.catalog.counters.node_hw {
-        report.errors.push(format!("{what}: map node {page} is beyond the nodes file"));
+        report
+            .errors
+            .push(format!("{what}: map node {page} is beyond the nodes file"));
         return;
     }
     let entries: Vec<u64> = match m.nodes.get(page) {
         Ok(p) if node::level(p) == level => (0..FANOUT).map(|i| node::entry(p, i)).collect(),
         Ok(p) => {
-            report.errors.push(format!("{what}: map node {page} has level {}, expected {level}", node::level(p)));
+            report.errors.push(format!(
+                "{what}: map node {page} has level {}, expected {level}",
+                node::level(p)
+            ));
             return;
         }
         Err(e) => {
@@ -164,7 +207,9 @@ fn visit(
         }
         let lb = base + i as u64 * span;
         if lb >= blocks {
-            report.errors.push(format!("{what}: map node {page} entry {i} maps block {lb}, beyond the volume's {blocks}"));
+            report.errors.push(format!(
+                "{what}: map node {page} entry {i} maps block {lb}, beyond the volume's {blocks}"
+            ));
             continue;
         }
         if level == 0 {
@@ -177,7 +222,14 @@ fn visit(
 }
 
 /// Count mapped blocks under an already-verified shared subtree.
-fn subtree_mapped(m: &mut MetaState, page: u64, level: u8, base: u64, blocks: u64, _span: u64) -> u64 {
+fn subtree_mapped(
+    m: &mut MetaState,
+    page: u64,
+    level: u8,
+    base: u64,
+    blocks: u64,
+    _span: u64,
+) -> u64 {
     let entries: Vec<u64> = match m.nodes.get(page) {
         Ok(p) => (0..FANOUT).map(|i| node::entry(p, i)).collect(),
         Err(_) => return 0,
@@ -189,7 +241,11 @@ fn subtree_mapped(m: &mut MetaState, page: u64, level: u8, base: u64, blocks: u6
         if c == 0 || lb >= blocks {
             continue;
         }
-        n += if level == 0 { 1 } else { subtree_mapped(m, c, level - 1, lb, blocks, span) };
+        n += if level == 0 {
+            1
+        } else {
+            subtree_mapped(m, c, level - 1, lb, blocks, span)
+        };
     }
     n
 }

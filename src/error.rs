@@ -57,7 +57,9 @@ pub enum Error {
     },
     #[error("corrupt pool: {what} ({location})")]
     Corrupt { what: String, location: Location },
-    #[error("unsupported pool format version {found} in {file} (this build reads version {supported})")]
+    #[error(
+        "unsupported pool format version {found} in {file} (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         file: &'static str,
         found: u32,

@@ -30,9 +30,19 @@ impl Journal {
         pool_id: u64,
         catalog: &Catalog,
     ) -> Result<Journal> {
-        let header = JournalHeader { generation, pool_id }.encode();
+        let header = JournalHeader {
+            generation,
+            pool_id,
+        }
+        .encode();
         let mut buf = header.to_vec();
-        encode_record(&mut buf, generation, 0, RecordKind::Base, &crate::codec::encode(catalog));
+        encode_record(
+            &mut buf,
+            generation,
+            0,
+            RecordKind::Base,
+            &crate::codec::encode(catalog),
+        );
         encode_record(&mut buf, generation, 1, RecordKind::Commit, &[]);
         let io = |e| Error::io(format!("starting journal {name}"), e);
         file.write_at(&buf, 0).map_err(io)?;
@@ -54,14 +64,16 @@ impl Journal {
         self.next_offset
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// Frame `records` plus a Commit record and write them; the caller syncs
     /// with [`Journal::sync`] to make the transaction durable.
     pub fn append(&mut self, records: &[(RecordKind, Vec<u8>)]) -> Result<()> {
-        let mut buf = Vec::with_capacity(records.iter().map(|(_, p)| padded_len(p.len())).sum::<usize>() + 64);
+        let mut buf = Vec::with_capacity(
+            records
+                .iter()
+                .map(|(_, p)| padded_len(p.len()))
+                .sum::<usize>()
+                + 64,
+        );
         let mut seq = self.next_seq;
         for (kind, payload) in records {
             encode_record(&mut buf, self.generation, seq, *kind, payload);
@@ -111,7 +123,11 @@ impl Journal {
         let mut committed_end = None;
         let mut txn: Vec<(RecordKind, Vec<u8>, u64)> = Vec::new();
         let stop = loop {
-            let Some(head) = reader.bytes(offset, RECORD_HEADER_LEN as u64).map_err(io)? .get(..RECORD_HEADER_LEN) else {
+            let Some(head) = reader
+                .bytes(offset, RECORD_HEADER_LEN as u64)
+                .map_err(io)?
+                .get(..RECORD_HEADER_LEN)
+            else {
                 break RecordFault::Truncated;
             };
             let h = match decode_record_header(head) {
@@ -131,10 +147,18 @@ impl Journal {
             }
             let payload = rec[RECORD_HEADER_LEN..].to_vec();
             if seq == 0 && h.kind != RecordKind::Base {
-                return Err(Error::corrupt("journal does not start with the catalog", name, offset));
+                return Err(Error::corrupt(
+                    "journal does not start with the catalog",
+                    name,
+                    offset,
+                ));
             }
             if seq != 0 && h.kind == RecordKind::Base {
-                return Err(Error::corrupt("catalog record in the middle of the journal", name, offset));
+                return Err(Error::corrupt(
+                    "catalog record in the middle of the journal",
+                    name,
+                    offset,
+                ));
             }
             let at = offset;
             offset += padded_len(h.len as usize) as u64;
@@ -166,8 +190,10 @@ impl Journal {
         }
         state.finish_replay();
         if file_len > end {
-            file.set_len(end).map_err(|e| Error::io(format!("trimming torn tail of {name}"), e))?;
-            file.sync().map_err(|e| Error::io(format!("syncing {name}"), e))?;
+            file.set_len(end)
+                .map_err(|e| Error::io(format!("trimming torn tail of {name}"), e))?;
+            file.sync()
+                .map_err(|e| Error::io(format!("syncing {name}"), e))?;
         }
         Ok(Journal {
             file,
@@ -179,7 +205,12 @@ impl Journal {
     }
 }
 
-fn find_later_record(reader: &mut Reader, from: u64, generation: u64, min_seq: u64) -> std::io::Result<Option<u64>> {
+fn find_later_record(
+    reader: &mut Reader,
+    from: u64,
+    generation: u64,
+    min_seq: u64,
+) -> std::io::Result<Option<u64>> {
     let mut at = from.div_ceil(8) * 8;
     while at + RECORD_HEADER_LEN as u64 <= reader.file_len {
         let head = reader.bytes(at, RECORD_HEADER_LEN as u64)?;
@@ -208,7 +239,12 @@ const WINDOW: u64 = 1 << 20;
 
 impl Reader {
     fn new(file: Arc<dyn Storage>, file_len: u64) -> Reader {
-        Reader { file, file_len, window_at: 0, window: Vec::new() }
+        Reader {
+            file,
+            file_len,
+            window_at: 0,
+            window: Vec::new(),
+        }
     }
 
     /// Up to `len` bytes at `at` (fewer at end of file).

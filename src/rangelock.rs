@@ -40,7 +40,12 @@ impl RangeLock {
             }
             self.released.wait(&mut held);
         }
-        held.push(Held { start, end, exclusive, ticket });
+        held.push(Held {
+            start,
+            end,
+            exclusive,
+            ticket,
+        });
         RangeGuard { lock: self, ticket }
     }
 }

@@ -36,21 +36,34 @@ impl Pool {
     /// Load a raw image into a new volume sized to the file, or over an
     /// existing volume of exactly that size. Zero blocks are not stored.
     /// Flushed before it returns.
-    pub fn import_raw(&self, volume: &str, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<VolumeInfo> {
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    pub fn import_raw(
+        &self,
+        volume: &str,
+        path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<VolumeInfo> {
+        let file =
+            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let len = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?
             .len();
         if len == 0 {
-            return Err(Error::invalid("image", format!("{} is empty", path.display())));
+            return Err(Error::invalid(
+                "image",
+                format!("{} is empty", path.display()),
+            ));
         }
         let existing = match self.volume_info(volume) {
             Ok(info) if info.size_bytes == len => true,
             Ok(info) => {
                 return Err(Error::invalid(
                     "image",
-                    format!("{} has {len} bytes but volume {volume} has {}", path.display(), info.size_bytes),
+                    format!(
+                        "{} has {len} bytes but volume {volume} has {}",
+                        path.display(),
+                        info.size_bytes
+                    ),
                 ))
             }
             Err(e) if e.kind() == crate::ErrorKind::NotFound => {
@@ -93,7 +106,12 @@ impl Pool {
     }
 
     /// Write a volume out as a sparse raw file.
-    pub fn export_volume(&self, volume: &str, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    pub fn export_volume(
+        &self,
+        volume: &str,
+        path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
         let vol = self.volume(volume)?;
         let size = vol.size();
         export(
@@ -107,7 +125,12 @@ impl Pool {
     }
 
     /// Write a snapshot out as a sparse raw file.
-    pub fn export_snapshot(&self, id: u64, path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    pub fn export_snapshot(
+        &self,
+        id: u64,
+        path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<()> {
         let snap = self.snapshot_reader(id)?;
         export(
             snap.size(),
@@ -162,7 +185,8 @@ fn export(
                 while i < b.len() && !is_zero(&b[i..i + bs.min(b.len() - i)]) {
                     i += bs.min(b.len() - i);
                 }
-                out.write_all_at(&b[start..i], off + start as u64).map_err(io)?;
+                out.write_all_at(&b[start..i], off + start as u64)
+                    .map_err(io)?;
             }
         }
         pos += n;

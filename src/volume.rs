@@ -33,7 +33,10 @@ struct Span {
 }
 
 fn span(bs: u64, offset: u64, len: usize) -> Span {
-    Span { first: offset / bs, last: (offset + len as u64 - 1) / bs }
+    Span {
+        first: offset / bs,
+        last: (offset + len as u64 - 1) / bs,
+    }
 }
 
 fn check_range(size: u64, offset: u64, len: usize) -> Result<()> {
@@ -95,8 +98,20 @@ fn read_mapped(pool: &PoolInner, phys: &[u64], offset: u64, buf: &mut [u8]) -> R
 }
 
 impl Volume {
-    pub(crate) fn new(pool: Arc<PoolInner>, id: u64, name: String, size: u64, io: Arc<VolumeIo>) -> Volume {
-        Volume { pool, id, name, size, io }
+    pub(crate) fn new(
+        pool: Arc<PoolInner>,
+        id: u64,
+        name: String,
+        size: u64,
+        io: Arc<VolumeIo>,
+    ) -> Volume {
+        Volume {
+            pool,
+            id,
+            name,
+            size,
+            io,
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -160,7 +175,9 @@ impl Volume {
         // A whole block of zeros is unmapped instead of stored.
         let zero_whole: Vec<bool> = plan
             .iter()
-            .map(|&(lb, in_block, at, n)| in_block == 0 && n == self.block_len(lb) && is_zero(&buf[at..at + n]))
+            .map(|&(lb, in_block, at, n)| {
+                in_block == 0 && n == self.block_len(lb) && is_zero(&buf[at..at + n])
+            })
             .collect();
         let targets = {
             let mut m = self.pool.meta.lock();
@@ -200,7 +217,12 @@ impl Volume {
 
     /// The data I/O of a write: direct writes are coalesced when both the
     /// physical blocks and the caller's bytes are contiguous.
-    fn write_blocks(&self, buf: &[u8], plan: &[(u64, usize, usize, usize)], targets: &[Option<WriteTarget>]) -> Result<()> {
+    fn write_blocks(
+        &self,
+        buf: &[u8],
+        plan: &[(u64, usize, usize, usize)],
+        targets: &[Option<WriteTarget>],
+    ) -> Result<()> {
         let bs = self.bs();
         let data = &self.pool.data;
         let io = |e| Error::io("writing data block", e);
@@ -215,13 +237,18 @@ impl Volume {
             let direct = match targets[i] {
                 None => None,
                 Some(WriteTarget::InPlace(p)) => Some(p * bs + in_block as u64),
-                Some(WriteTarget::Fresh { block, .. }) if in_block == 0 && n == self.block_len(lb) => Some(block * bs),
+                Some(WriteTarget::Fresh { block, .. })
+                    if in_block == 0 && n == self.block_len(lb) =>
+                {
+                    Some(block * bs)
+                }
                 Some(WriteTarget::Fresh { block, old }) => {
                     // Partial write to a new block: merge with the old bytes (or zeros).
                     flush_run(&mut run)?;
                     let mut whole = vec![0u8; bs as usize];
                     if old != 0 {
-                        data.read_at(&mut whole, old * bs).map_err(|e| Error::io("reading block to copy", e))?;
+                        data.read_at(&mut whole, old * bs)
+                            .map_err(|e| Error::io("reading block to copy", e))?;
                     }
                     whole[in_block..in_block + n].copy_from_slice(&buf[at..at + n]);
                     data.write_at(&whole, block * bs).map_err(io)?;
@@ -247,7 +274,8 @@ impl Volume {
 
     /// The range reads as zeros afterwards; blocks wholly inside it are freed.
     pub fn discard(&self, offset: u64, len: u64) -> Result<()> {
-        let len_usize = usize::try_from(len).map_err(|_| Error::invalid("range", "length too large"))?;
+        let len_usize =
+            usize::try_from(len).map_err(|_| Error::invalid("range", "length too large"))?;
         check_range(self.size, offset, len_usize)?;
         self.pool.check_writable()?;
         if len == 0 {
@@ -339,11 +367,19 @@ fn abandon(m: &mut crate::meta::MetaState, targets: &[Option<WriteTarget>]) {
 pub(crate) fn is_zero(buf: &[u8]) -> bool {
     let chunks = buf.chunks_exact(64);
     let rest = chunks.remainder();
-    chunks.into_iter().all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0) && rest.iter().all(|&b| b == 0)
+    chunks
+        .into_iter()
+        .all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+        && rest.iter().all(|&b| b == 0)
 }
 
 impl SnapshotReader {
-    pub(crate) fn new(pool: Arc<PoolInner>, id: u64, size: u64, io: Arc<VolumeIo>) -> SnapshotReader {
+    pub(crate) fn new(
+        pool: Arc<PoolInner>,
+        id: u64,
+        size: u64,
+        io: Arc<VolumeIo>,
+    ) -> SnapshotReader {
         SnapshotReader { pool, id, size, io }
     }
 
@@ -382,6 +418,14 @@ impl SnapshotReader {
         let mut m = self.pool.meta.lock();
         let snap = m.snapshot_rec(self.id)?;
         let (root, levels) = (snap.root, snap.levels);
-        allocation_of(&mut m, root, levels, self.size, self.pool.block_size as u64, offset, len)
+        allocation_of(
+            &mut m,
+            root,
+            levels,
+            self.size,
+            self.pool.block_size as u64,
+            offset,
+            len,
+        )
     }
 }

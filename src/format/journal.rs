@@ -94,7 +94,11 @@ impl JournalHeader {
             return Err(Error::corrupt("journal header has bad magic", file, 0));
         }
         if get_u32(b, H_CRC_AT) != crc_with_hole(&b[..H_LEN], H_CRC_AT) {
-            return Err(Error::corrupt("journal header checksum mismatch", file, H_CRC_AT as u64));
+            return Err(Error::corrupt(
+                "journal header checksum mismatch",
+                file,
+                H_CRC_AT as u64,
+            ));
         }
         let version = get_u32(b, H_VERSION_AT);
         if version != FORMAT_VERSION {
@@ -117,7 +121,13 @@ pub fn padded_len(payload_len: usize) -> usize {
 }
 
 /// Append one framed record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, generation: u64, seq: u64, kind: RecordKind, payload: &[u8]) {
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    generation: u64,
+    seq: u64,
+    kind: RecordKind,
+    payload: &[u8],
+) {
     let start = out.len();
     out.resize(start + padded_len(payload.len()), 0);
     let rec = &mut out[start..];
@@ -191,16 +201,28 @@ mod tests {
         encode_record(&mut out, 3, 9, RecordKind::CatalogOp, b"hello");
         assert_eq!(out.len() % 8, 0);
         let h = decode_record_header(&out).unwrap();
-        assert_eq!((h.generation, h.seq, h.kind, h.len), (3, 9, RecordKind::CatalogOp, 5));
+        assert_eq!(
+            (h.generation, h.seq, h.kind, h.len),
+            (3, 9, RecordKind::CatalogOp, 5)
+        );
         verify_record(&out[..RECORD_HEADER_LEN + 5]).unwrap();
         out[RECORD_HEADER_LEN] ^= 0x10;
-        assert_eq!(verify_record(&out[..RECORD_HEADER_LEN + 5]), Err(RecordFault::BadChecksum));
-        assert_eq!(decode_record_header(&[0u8; 64]), Err(RecordFault::NotARecord));
+        assert_eq!(
+            verify_record(&out[..RECORD_HEADER_LEN + 5]),
+            Err(RecordFault::BadChecksum)
+        );
+        assert_eq!(
+            decode_record_header(&[0u8; 64]),
+            Err(RecordFault::NotARecord)
+        );
     }
 
     #[test]
     fn header_round_trip() {
-        let h = JournalHeader { generation: 5, pool_id: 11 };
+        let h = JournalHeader {
+            generation: 5,
+            pool_id: 11,
+        };
         assert_eq!(JournalHeader::decode(&h.encode(), "journal-1").unwrap(), h);
         let mut b = h.encode();
         b[20] ^= 1;

@@ -111,7 +111,10 @@ mod tests {
         seal(&mut p);
         verify(&p, 42, "nodes").unwrap();
         assert_eq!(entry(&p, 509), 77);
-        assert!(verify(&p, 43, "nodes").is_err(), "misdirected page must fail");
+        assert!(
+            verify(&p, 43, "nodes").is_err(),
+            "misdirected page must fail"
+        );
         p[100] ^= 4;
         assert!(verify(&p, 42, "nodes").is_err(), "bit flip must fail");
     }

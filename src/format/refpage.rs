@@ -115,7 +115,8 @@ mod tests {
         seal(&mut old, 0);
         seal(&mut new, 0);
         let mut torn = old;
-        torn[SECTOR_SIZE * 3..SECTOR_SIZE * 5].copy_from_slice(&new[SECTOR_SIZE * 3..SECTOR_SIZE * 5]);
+        torn[SECTOR_SIZE * 3..SECTOR_SIZE * 5]
+            .copy_from_slice(&new[SECTOR_SIZE * 3..SECTOR_SIZE * 5]);
         verify(&torn, 0, "data-refs").unwrap();
     }
 }

@@ -8,8 +8,8 @@ mod refs;
 mod tree;
 
 pub(crate) use nodes::NodeStore;
-pub(crate) use refs::RefTable;
 pub(crate) use ops::MAX_VOLUME_SIZE;
+pub(crate) use refs::RefTable;
 pub(crate) use tree::WriteTarget;
 
 use crate::catalog::{Catalog, CatalogOp, Counters};
@@ -100,14 +100,18 @@ impl MetaState {
     pub fn alloc_data(&mut self) -> Result<u64> {
         let hw = self.catalog.counters.data_hw;
         let pending = &self.pending_free;
-        let found = self.data_refs.find_zero(self.data_hint.max(1), hw, |i| pending.contains(&i))?;
+        let found = self
+            .data_refs
+            .find_zero(self.data_hint.max(1), hw, |i| pending.contains(&i))?;
         let block = match found {
             Some(b) => b,
             None => {
                 let b = hw;
-                self.catalog.counters.data_hw = hw
-                    .checked_add(1)
-                    .ok_or_else(|| Error::LimitReached { what: "data blocks".into(), limit: u64::MAX })?;
+                self.catalog.counters.data_hw =
+                    hw.checked_add(1).ok_or_else(|| Error::LimitReached {
+                        what: "data blocks".into(),
+                        limit: u64::MAX,
+                    })?;
                 b
             }
         };
@@ -132,7 +136,9 @@ impl MetaState {
     /// durable data of their own before a commit, so they are reusable at once.
     pub fn alloc_node(&mut self, level: u8) -> Result<u64> {
         let hw = self.catalog.counters.node_hw;
-        let found = self.node_refs.find_zero(self.node_hint.max(1), hw, |_| false)?;
+        let found = self
+            .node_refs
+            .find_zero(self.node_hint.max(1), hw, |_| false)?;
         let page = match found {
             Some(p) => p,
             None => {
@@ -167,17 +173,17 @@ impl MetaState {
         }
     }
 
-    pub fn pending_free_count(&self) -> usize {
-        self.pending_free.len()
-    }
-
     // ---- transactions ----------------------------------------------------
 
     pub fn has_changes(&self) -> bool {
         !self.pending_ops.is_empty()
             || !self.dirty_volumes.is_empty()
             || !self.nodes.dirty.is_empty()
-            || self.data_refs.dirty.iter().any(|i| !self.reserved.contains(i))
+            || self
+                .data_refs
+                .dirty
+                .iter()
+                .any(|i| !self.reserved.contains(i))
             || !self.node_refs.dirty.is_empty()
             || self.durable_counters() != self.captured_counters
     }
@@ -233,15 +239,23 @@ impl MetaState {
     }
 
     /// Apply one committed record during journal replay.
-    pub fn replay(&mut self, kind: RecordKind, payload: &[u8], file: &'static str, at: u64) -> Result<()> {
+    pub fn replay(
+        &mut self,
+        kind: RecordKind,
+        payload: &[u8],
+        file: &'static str,
+        at: u64,
+    ) -> Result<()> {
         match kind {
             RecordKind::Base => {
-                self.catalog = crate::codec::decode(payload)
-                    .map_err(|e| Error::corrupt(format!("catalog does not decode: {e}"), file, at))?;
+                self.catalog = crate::codec::decode(payload).map_err(|e| {
+                    Error::corrupt(format!("catalog does not decode: {e}"), file, at)
+                })?;
             }
             RecordKind::CatalogOp => {
-                let op: CatalogOp = crate::codec::decode(payload)
-                    .map_err(|e| Error::corrupt(format!("catalog change does not decode: {e}"), file, at))?;
+                let op: CatalogOp = crate::codec::decode(payload).map_err(|e| {
+                    Error::corrupt(format!("catalog change does not decode: {e}"), file, at)
+                })?;
                 self.catalog.apply(op);
             }
             RecordKind::NodeImage => {
@@ -337,21 +351,6 @@ fn decode_refcounts(payload: &[u8]) -> Option<(Table, Vec<(u64, u32)>)> {
     Some((table, entries))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refcount_records_round_trip_and_reject_garbage() {
-        let e = vec![(1u64, 2u32), (u64::MAX, 7)];
-        let b = encode_refcounts(Table::Node, &e);
-        assert_eq!(decode_refcounts(&b), Some((Table::Node, e)));
-        assert_eq!(decode_refcounts(&b[..b.len() - 1]), None);
-        assert_eq!(decode_refcounts(&[9, 0, 0, 0, 0, 0, 0, 0]), None);
-        assert_eq!(decode_refcounts(&[]), None);
-    }
-}
-
 impl MetaState {
     /// `check --repair`: lower a leaked data block's refcount to what is referenced.
     pub fn repair_data_refcount(&mut self, block: u64, refs: u32) -> Result<()> {
@@ -372,10 +371,30 @@ impl MetaState {
     }
 
     /// After a repair, set the usage counters to what the tables now hold.
-    pub fn recount_usage(&mut self, data_used: u64, nodes_used: u64, repaired: &[(bool, u64, u64)]) {
+    pub fn recount_usage(
+        &mut self,
+        data_used: u64,
+        nodes_used: u64,
+        repaired: &[(bool, u64, u64)],
+    ) {
         let freed_data = repaired.iter().filter(|(d, _, r)| *d && *r == 0).count() as u64;
         let freed_nodes = repaired.iter().filter(|(d, _, r)| !*d && *r == 0).count() as u64;
         self.catalog.counters.data_used = data_used - freed_data;
         self.catalog.counters.nodes_used = nodes_used - freed_nodes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcount_records_round_trip_and_reject_garbage() {
+        let e = vec![(1u64, 2u32), (u64::MAX, 7)];
+        let b = encode_refcounts(Table::Node, &e);
+        assert_eq!(decode_refcounts(&b), Some((Table::Node, e)));
+        assert_eq!(decode_refcounts(&b[..b.len() - 1]), None);
+        assert_eq!(decode_refcounts(&[9, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(decode_refcounts(&[]), None);
     }
 }

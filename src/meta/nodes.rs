@@ -32,9 +32,9 @@ impl NodeStore {
             return Ok(());
         }
         let mut page = Box::new([0u8; PAGE_SIZE]);
-        let offset = page_no
-            .checked_mul(PAGE_SIZE as u64)
-            .ok_or_else(|| Error::corrupt(format!("node page {page_no} out of range"), files::NODES, 0))?;
+        let offset = page_no.checked_mul(PAGE_SIZE as u64).ok_or_else(|| {
+            Error::corrupt(format!("node page {page_no} out of range"), files::NODES, 0)
+        })?;
         self.file
             .read_at(&mut page[..], offset)
             .map_err(|e| Error::io(format!("reading map node {page_no}"), e))?;
@@ -59,7 +59,10 @@ impl NodeStore {
     pub fn fresh(&mut self, page_no: u64, level: u8) -> &mut Page {
         self.dirty.insert(page_no);
         self.touched.insert(page_no);
-        let page = self.pages.entry(page_no).or_insert_with(|| Box::new([0u8; PAGE_SIZE]));
+        let page = self
+            .pages
+            .entry(page_no)
+            .or_insert_with(|| Box::new([0u8; PAGE_SIZE]));
         node::init(page, page_no, level);
         page
     }
@@ -89,7 +92,9 @@ impl NodeStore {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file.sync().map_err(|e| Error::io("checkpoint: syncing nodes", e))
+        self.file
+            .sync()
+            .map_err(|e| Error::io("checkpoint: syncing nodes", e))
     }
 
     pub fn mark_all_clean(&mut self) {
@@ -102,9 +107,5 @@ impl NodeStore {
             let touched = &self.touched;
             self.pages.retain(|p, _| touched.contains(p));
         }
-    }
-
-    pub fn cached(&self) -> usize {
-        self.pages.len()
     }
 }

@@ -22,7 +22,10 @@ impl MetaState {
     }
 
     pub fn volume_rec(&self, id: u64) -> Result<&VolumeRec> {
-        self.catalog.volumes.get(&id).ok_or_else(|| Error::not_found("volume", id))
+        self.catalog
+            .volumes
+            .get(&id)
+            .ok_or_else(|| Error::not_found("volume", id))
     }
 
     pub fn snapshot_rec(&self, id: u64) -> Result<&SnapshotRec> {
@@ -41,7 +44,10 @@ impl MetaState {
     fn check_volume_name_free(&self, name: &str) -> Result<()> {
         validate_name("volume name", name)?;
         if self.catalog.volume_by_name(name).is_some() {
-            return Err(Error::AlreadyExists { kind: "volume", name: name.into() });
+            return Err(Error::AlreadyExists {
+                kind: "volume",
+                name: name.into(),
+            });
         }
         Ok(())
     }
@@ -88,10 +94,6 @@ impl MetaState {
         Ok(())
     }
 
-    pub fn snapshot_count(&self, volume_id: u64) -> usize {
-        self.catalog.snapshots.values().filter(|s| s.volume_id == volume_id).count()
-    }
-
     pub fn create_snapshot(
         &mut self,
         volume_id: u64,
@@ -104,10 +106,18 @@ impl MetaState {
         validate_description(description)?;
         let vol = self.volume_rec(volume_id)?.clone();
         let mut count = 0usize;
-        for s in self.catalog.snapshots.values().filter(|s| s.volume_id == volume_id) {
+        for s in self
+            .catalog
+            .snapshots
+            .values()
+            .filter(|s| s.volume_id == volume_id)
+        {
             count += 1;
             if s.name == name {
-                return Err(Error::AlreadyExists { kind: "snapshot", name: name.into() });
+                return Err(Error::AlreadyExists {
+                    kind: "snapshot",
+                    name: name.into(),
+                });
             }
         }
         if let Some(limit) = limit {
@@ -139,7 +149,12 @@ impl MetaState {
         Ok(rec)
     }
 
-    pub fn update_snapshot(&mut self, id: u64, name: Option<&str>, description: Option<&str>) -> Result<SnapshotRec> {
+    pub fn update_snapshot(
+        &mut self,
+        id: u64,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<SnapshotRec> {
         let mut rec = self.snapshot_rec(id)?.clone();
         if let Some(name) = name {
             validate_name("snapshot name", name)?;
@@ -149,7 +164,10 @@ impl MetaState {
                 .values()
                 .any(|s| s.volume_id == rec.volume_id && s.id != id && s.name == name);
             if clash {
-                return Err(Error::AlreadyExists { kind: "snapshot", name: name.into() });
+                return Err(Error::AlreadyExists {
+                    kind: "snapshot",
+                    name: name.into(),
+                });
             }
             rec.name = name.into();
         }

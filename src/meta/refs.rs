@@ -31,15 +31,15 @@ impl RefTable {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn page(&mut self, page_no: u64) -> Result<&mut Page> {
         if !self.pages.contains_key(&page_no) {
             let mut page = Box::new([0u8; PAGE_SIZE]);
             let offset = page_no.checked_mul(PAGE_SIZE as u64).ok_or_else(|| {
-                Error::corrupt(format!("refcount page {page_no} out of range"), self.name, 0)
+                Error::corrupt(
+                    format!("refcount page {page_no} out of range"),
+                    self.name,
+                    0,
+                )
             })?;
             self.file
                 .read_at(&mut page[..], offset)
@@ -72,7 +72,12 @@ impl RefTable {
     }
 
     /// First index in `from..to` whose count is zero and that `skip` allows.
-    pub fn find_zero(&mut self, from: u64, to: u64, skip: impl Fn(u64) -> bool) -> Result<Option<u64>> {
+    pub fn find_zero(
+        &mut self,
+        from: u64,
+        to: u64,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<Option<u64>> {
         let mut i = from;
         while i < to {
             let (p, _) = refpage::locate(i);
@@ -140,9 +145,5 @@ impl RefTable {
             let touched = &self.touched;
             self.pages.retain(|p, _| touched.contains(p));
         }
-    }
-
-    pub fn cached(&self) -> usize {
-        self.pages.len()
     }
 }

@@ -25,7 +25,10 @@ impl MetaState {
     fn check_node_ptr(&self, page: u64, from: &str) -> Result<()> {
         if page == 0 || page >= self.catalog.counters.node_hw {
             return Err(Error::corrupt(
-                format!("{from} points at map node {page}, outside 1..{}", self.catalog.counters.node_hw),
+                format!(
+                    "{from} points at map node {page}, outside 1..{}",
+                    self.catalog.counters.node_hw
+                ),
                 files::NODES,
                 page.saturating_mul(crate::format::PAGE_SIZE as u64),
             ));
@@ -36,7 +39,10 @@ impl MetaState {
     fn check_data_ptr(&self, block: u64, leaf: u64) -> Result<()> {
         if block >= self.catalog.counters.data_hw {
             return Err(Error::corrupt(
-                format!("map node {leaf} points at data block {block}, beyond the {} allocated", self.catalog.counters.data_hw),
+                format!(
+                    "map node {leaf} points at data block {block}, beyond the {} allocated",
+                    self.catalog.counters.data_hw
+                ),
                 files::NODES,
                 leaf.saturating_mul(crate::format::PAGE_SIZE as u64),
             ));
@@ -50,7 +56,10 @@ impl MetaState {
         let p = self.nodes.get(page)?;
         if node::level(p) != level {
             return Err(Error::corrupt(
-                format!("map node {page} has level {}, expected {level}", node::level(p)),
+                format!(
+                    "map node {page} has level {}, expected {level}",
+                    node::level(p)
+                ),
                 files::NODES,
                 page * crate::format::PAGE_SIZE as u64,
             ));
@@ -80,7 +89,11 @@ impl MetaState {
     pub fn node_incref(&mut self, page: u64) -> Result<()> {
         let rc = self.node_refs.get(page)?;
         if rc == 0 {
-            return Err(Error::corrupt(format!("map node {page} is in use but its refcount is 0"), files::NODE_REFS, page));
+            return Err(Error::corrupt(
+                format!("map node {page} is in use but its refcount is 0"),
+                files::NODE_REFS,
+                page,
+            ));
         }
         let next = rc.checked_add(1).ok_or_else(|| Error::LimitReached {
             what: format!("references to map node {page}"),
@@ -92,7 +105,11 @@ impl MetaState {
     pub fn data_incref(&mut self, block: u64) -> Result<()> {
         let rc = self.data_refs.get(block)?;
         if rc == 0 {
-            return Err(Error::corrupt(format!("data block {block} is in use but its refcount is 0"), files::DATA_REFS, block));
+            return Err(Error::corrupt(
+                format!("data block {block} is in use but its refcount is 0"),
+                files::DATA_REFS,
+                block,
+            ));
         }
         let next = rc.checked_add(1).ok_or_else(|| Error::LimitReached {
             what: format!("references to data block {block}"),
@@ -104,7 +121,11 @@ impl MetaState {
     pub fn data_decref(&mut self, block: u64) -> Result<()> {
         let rc = self.data_refs.get(block)?;
         if rc == 0 {
-            return Err(Error::corrupt(format!("data block {block} refcount would go below 0"), files::DATA_REFS, block));
+            return Err(Error::corrupt(
+                format!("data block {block} refcount would go below 0"),
+                files::DATA_REFS,
+                block,
+            ));
         }
         self.data_refs.set(block, rc - 1)?;
         if rc == 1 {
@@ -119,7 +140,11 @@ impl MetaState {
         self.check_node_ptr(page, "a parent")?;
         let rc = self.node_refs.get(page)?;
         if rc == 0 {
-            return Err(Error::corrupt(format!("map node {page} refcount would go below 0"), files::NODE_REFS, page));
+            return Err(Error::corrupt(
+                format!("map node {page} refcount would go below 0"),
+                files::NODE_REFS,
+                page,
+            ));
         }
         self.node_refs.set(page, rc - 1)?;
         if rc > 1 {
@@ -127,7 +152,10 @@ impl MetaState {
         }
         let children: Vec<u64> = {
             let p = self.node_at(page, level)?;
-            (0..FANOUT).map(|i| node::entry(p, i)).filter(|&c| c != 0).collect()
+            (0..FANOUT)
+                .map(|i| node::entry(p, i))
+                .filter(|&c| c != 0)
+                .collect()
         };
         for child in children {
             if level == 0 {
@@ -273,7 +301,10 @@ impl MetaState {
         }
         let children: Vec<u64> = {
             let p = self.node_at(root, level)?;
-            (0..FANOUT).map(|i| node::entry(p, i)).filter(|&c| c != 0).collect()
+            (0..FANOUT)
+                .map(|i| node::entry(p, i))
+                .filter(|&c| c != 0)
+                .collect()
         };
         let mut n = 0;
         for c in children {
@@ -286,36 +317,5 @@ impl MetaState {
             }
         }
         Ok(n)
-    }
-
-    /// Visit every mapped (lblock, data block) pair of a map in order, skipping holes wholesale.
-    pub fn for_each_mapped(
-        &mut self,
-        root: u64,
-        levels: u8,
-        mut f: impl FnMut(u64, u64) -> Result<()>,
-    ) -> Result<()> {
-        if root == 0 {
-            return Ok(());
-        }
-        self.walk(root, levels - 1, 0, &mut f)
-    }
-
-    fn walk(&mut self, page: u64, level: u8, base: u64, f: &mut dyn FnMut(u64, u64) -> Result<()>) -> Result<()> {
-        let entries: Vec<(usize, u64)> = {
-            let p = self.node_at(page, level)?;
-            (0..FANOUT).map(|i| (i, node::entry(p, i))).filter(|&(_, c)| c != 0).collect()
-        };
-        let span = node::entry_span(level);
-        for (i, c) in entries {
-            let lb = base + i as u64 * span;
-            if level == 0 {
-                self.check_data_ptr(c, page)?;
-                f(lb, c)?;
-            } else {
-                self.walk(c, level - 1, lb, f)?;
-            }
-        }
-        Ok(())
     }
 }

@@ -21,8 +21,15 @@ impl Pool {
     }
 
     fn snapshot_info_of(m: &mut MetaState, rec: &SnapshotRec) -> Result<SnapshotInfo> {
-        let exclusive = if rec.root == 0 { 0 } else { m.exclusive_blocks(rec.root, rec.levels - 1)? };
-        let volume_name = m.volume_rec(rec.volume_id).map(|v| v.name.clone()).unwrap_or_default();
+        let exclusive = if rec.root == 0 {
+            0
+        } else {
+            m.exclusive_blocks(rec.root, rec.levels - 1)?
+        };
+        let volume_name = m
+            .volume_rec(rec.volume_id)
+            .map(|v| v.name.clone())
+            .unwrap_or_default();
         Ok(SnapshotInfo {
             id: rec.id,
             volume_id: rec.volume_id,
@@ -40,7 +47,12 @@ impl Pool {
     /// Create an empty volume of `size_bytes`.
     pub fn create_volume(&self, name: &str, size_bytes: u64) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
-        let id = self.inner.meta.lock().create_volume(name, size_bytes, now_unix())?.id;
+        let id = self
+            .inner
+            .meta
+            .lock()
+            .create_volume(name, size_bytes, now_unix())?
+            .id;
         self.inner.commit()?;
         Self::volume_info_of(&self.inner.meta.lock(), id)
     }
@@ -57,7 +69,13 @@ impl Pool {
             let v = m.volume_rec(id)?;
             (v.name.clone(), v.size_bytes)
         };
-        Ok(Volume::new(self.inner.clone(), id, name, size, self.inner.volume_io(id)))
+        Ok(Volume::new(
+            self.inner.clone(),
+            id,
+            name,
+            size,
+            self.inner.volume_io(id),
+        ))
     }
 
     pub fn volume_info(&self, name: &str) -> Result<VolumeInfo> {
@@ -88,7 +106,12 @@ impl Pool {
     }
 
     /// Take a point-in-time snapshot of a volume.
-    pub fn create_snapshot(&self, volume: &str, name: &str, description: &str) -> Result<SnapshotInfo> {
+    pub fn create_snapshot(
+        &self,
+        volume: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<SnapshotInfo> {
         self.create_snapshot_limited(volume, name, description, None)
     }
 
@@ -108,7 +131,10 @@ impl Pool {
             // Waits for writes in flight: the snapshot holds every write that
             // completed before this call and none that start after it returns.
             let _gate = io.gate.write();
-            self.inner.meta.lock().create_snapshot(id, name, description, limit, now_unix())?
+            self.inner
+                .meta
+                .lock()
+                .create_snapshot(id, name, description, limit, now_unix())?
         };
         self.inner.commit()?;
         Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
@@ -126,7 +152,9 @@ impl Pool {
             .filter(|s| filter.is_none_or(|v| s.volume_id == v))
             .cloned()
             .collect();
-        recs.iter().map(|r| Self::snapshot_info_of(&mut m, r)).collect()
+        recs.iter()
+            .map(|r| Self::snapshot_info_of(&mut m, r))
+            .collect()
     }
 
     pub fn snapshot(&self, id: u64) -> Result<SnapshotInfo> {
@@ -136,9 +164,18 @@ impl Pool {
     }
 
     /// Rename and/or re-describe a snapshot.
-    pub fn update_snapshot(&self, id: u64, name: Option<&str>, description: Option<&str>) -> Result<SnapshotInfo> {
+    pub fn update_snapshot(
+        &self,
+        id: u64,
+        name: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<SnapshotInfo> {
         self.inner.check_writable()?;
-        let rec = self.inner.meta.lock().update_snapshot(id, name, description)?;
+        let rec = self
+            .inner
+            .meta
+            .lock()
+            .update_snapshot(id, name, description)?;
         self.inner.commit()?;
         Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
     }
@@ -174,7 +211,12 @@ impl Pool {
     /// A new writable volume whose content is the snapshot's, sharing its blocks.
     pub fn clone_snapshot(&self, id: u64, new_volume: &str) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
-        let vid = self.inner.meta.lock().clone_snapshot(id, new_volume, now_unix())?.id;
+        let vid = self
+            .inner
+            .meta
+            .lock()
+            .clone_snapshot(id, new_volume, now_unix())?
+            .id;
         self.inner.commit()?;
         Self::volume_info_of(&self.inner.meta.lock(), vid)
     }
@@ -186,14 +228,22 @@ impl Pool {
             let s = m.snapshot_rec(id)?;
             (s.volume_id, s.size_bytes)
         };
-        Ok(SnapshotReader::new(self.inner.clone(), id, size, self.inner.volume_io(vol)))
+        Ok(SnapshotReader::new(
+            self.inner.clone(),
+            id,
+            size,
+            self.inner.volume_io(vol),
+        ))
     }
 
     pub fn stats(&self) -> PoolStats {
         let m = self.inner.meta.lock();
         let c = &m.catalog.counters;
         let bs = self.inner.block_size as u64;
-        let refs_bytes = |entries: u64| entries.div_ceil(crate::format::refpage::PER_PAGE as u64) * crate::format::PAGE_SIZE as u64;
+        let refs_bytes = |entries: u64| {
+            entries.div_ceil(crate::format::refpage::PER_PAGE as u64)
+                * crate::format::PAGE_SIZE as u64
+        };
         PoolStats {
             block_size: self.inner.block_size,
             used_bytes: c.data_used * bs,
@@ -211,7 +261,10 @@ impl Pool {
     /// Store an embedder's key/value state durably with the pool's metadata.
     pub fn put_app_data(&self, key: &str, value: Vec<u8>) -> Result<()> {
         self.inner.check_writable()?;
-        self.inner.meta.lock().push_op(crate::catalog::CatalogOp::PutAppData(key.into(), value));
+        self.inner
+            .meta
+            .lock()
+            .push_op(crate::catalog::CatalogOp::PutAppData(key.into(), value));
         self.inner.commit()
     }
 

@@ -28,7 +28,11 @@ impl PoolLock {
                 let holder = holder.trim();
                 return Err(Error::Locked {
                     path: dir.display().to_string(),
-                    holder: if holder.is_empty() { "unknown process".into() } else { holder.into() },
+                    holder: if holder.is_empty() {
+                        "unknown process".into()
+                    } else {
+                        holder.into()
+                    },
                 });
             }
             Err(TryLockError::Error(e)) => return Err(Error::io("locking the pool", e)),

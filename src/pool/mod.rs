@@ -72,7 +72,12 @@ pub(crate) struct PoolInner {
 fn new_pool_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     h.finish() | 1
 }
@@ -81,7 +86,8 @@ impl Pool {
     /// Create a new pool in directory `path` (created if missing).
     pub fn create(path: impl AsRef<Path>, block_size: u32) -> Result<Pool> {
         let path = path.as_ref();
-        std::fs::create_dir_all(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         let lock = PoolLock::acquire(path)?;
         Self::create_on(Arc::new(FsDir::new(path)), block_size, Some(lock))
     }
@@ -119,9 +125,14 @@ impl Pool {
             let what = format!("{what} in {desc}");
             move |e| Error::io(what, e)
         };
-        let sb_file = dir.open(files::SUPERBLOCK).map_err(io("creating superblock"))?;
+        let sb_file = dir
+            .open(files::SUPERBLOCK)
+            .map_err(io("creating superblock"))?;
         if sb_file.len().map_err(io("reading superblock"))? != 0 {
-            return Err(Error::AlreadyExists { kind: "pool", name: desc });
+            return Err(Error::AlreadyExists {
+                kind: "pool",
+                name: desc,
+            });
         }
         let sb = Superblock {
             generation: 1,
@@ -129,12 +140,26 @@ impl Pool {
             block_size,
             created_unix: crate::info::now_unix(),
         };
-        for name in [files::NODES, files::NODE_REFS, files::DATA_REFS, files::DATA] {
+        for name in [
+            files::NODES,
+            files::NODE_REFS,
+            files::DATA_REFS,
+            files::DATA,
+        ] {
             dir.open(name).map_err(io("creating pool file"))?;
         }
-        let journal_file = dir.open(files::JOURNALS[1]).map_err(io("creating journal"))?;
-        dir.open(files::JOURNALS[0]).map_err(io("creating journal"))?;
-        Journal::start(journal_file, files::JOURNALS[1], sb.generation, sb.pool_id, &Catalog::new())?;
+        let journal_file = dir
+            .open(files::JOURNALS[1])
+            .map_err(io("creating journal"))?;
+        dir.open(files::JOURNALS[0])
+            .map_err(io("creating journal"))?;
+        Journal::start(
+            journal_file,
+            files::JOURNALS[1],
+            sb.generation,
+            sb.pool_id,
+            &Catalog::new(),
+        )?;
         sb_file
             .write_at(&sb.encode(), Superblock::slot_offset(sb.generation))
             .map_err(io("writing superblock"))?;
@@ -149,28 +174,49 @@ impl Pool {
             let what = format!("{what} in {desc}");
             move |e| Error::io(what, e)
         };
-        let sb_file = dir.open(files::SUPERBLOCK).map_err(io("opening superblock"))?;
+        let sb_file = dir
+            .open(files::SUPERBLOCK)
+            .map_err(io("opening superblock"))?;
         let mut slots = vec![0u8; 2 * PAGE_SIZE];
-        sb_file.read_at(&mut slots, 0).map_err(io("reading superblock"))?;
+        sb_file
+            .read_at(&mut slots, 0)
+            .map_err(io("reading superblock"))?;
         let a = Superblock::decode(&slots[..PAGE_SIZE], 0)?;
         let b = Superblock::decode(&slots[PAGE_SIZE..], PAGE_SIZE as u64)?;
         let sb = match (a, b) {
             (Some(a), Some(b)) => {
                 if a.pool_id != b.pool_id || a.block_size != b.block_size {
-                    return Err(Error::corrupt("superblock slots describe different pools", files::SUPERBLOCK, 0));
+                    return Err(Error::corrupt(
+                        "superblock slots describe different pools",
+                        files::SUPERBLOCK,
+                        0,
+                    ));
                 }
-                if a.generation >= b.generation { a } else { b }
+                if a.generation >= b.generation {
+                    a
+                } else {
+                    b
+                }
             }
             (Some(s), None) | (None, Some(s)) => s,
             (None, None) => {
                 let len = sb_file.len().map_err(io("reading superblock"))?;
-                let what = if len == 0 { "no superblock (not a cowsnap pool, or creation was interrupted)" } else { "no valid superblock slot" };
+                let what = if len == 0 {
+                    "no superblock (not a cowsnap pool, or creation was interrupted)"
+                } else {
+                    "no valid superblock slot"
+                };
                 return Err(Error::corrupt(what, files::SUPERBLOCK, 0));
             }
         };
-        if Superblock::slot_offset(sb.generation) != if a == Some(sb) { 0 } else { PAGE_SIZE as u64 } {
+        if Superblock::slot_offset(sb.generation)
+            != if a == Some(sb) { 0 } else { PAGE_SIZE as u64 }
+        {
             return Err(Error::corrupt(
-                format!("superblock generation {} is in the wrong slot", sb.generation),
+                format!(
+                    "superblock generation {} is in the wrong slot",
+                    sb.generation
+                ),
                 files::SUPERBLOCK,
                 0,
             ));
@@ -186,8 +232,15 @@ impl Pool {
             open(files::DATA_REFS)?,
         );
         let jidx = (sb.generation % 2) as usize;
-        let journal = Journal::recover(journals[jidx].clone(), files::JOURNALS[jidx], sb.generation, sb.pool_id, &mut meta)?;
-        meta.catalog.validate(sb.block_size, files::JOURNALS[jidx])?;
+        let journal = Journal::recover(
+            journals[jidx].clone(),
+            files::JOURNALS[jidx],
+            sb.generation,
+            sb.pool_id,
+            &mut meta,
+        )?;
+        meta.catalog
+            .validate(sb.block_size, files::JOURNALS[jidx])?;
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 desc,
@@ -196,7 +249,10 @@ impl Pool {
                 superblock_file: sb_file,
                 journals,
                 meta: Mutex::new(meta),
-                commit: Mutex::new(CommitState { journal, superblock: sb }),
+                commit: Mutex::new(CommitState {
+                    journal,
+                    superblock: sb,
+                }),
                 volume_io: Mutex::new(HashMap::new()),
                 poison: Mutex::new(None),
                 data_dirty: AtomicBool::new(false),
@@ -204,6 +260,11 @@ impl Pool {
                 _lock: lock,
             }),
         })
+    }
+
+    /// Where the pool lives (a path, or the simulated disk).
+    pub fn describe(&self) -> &str {
+        &self.inner.desc
     }
 
     /// Data block size in bytes.
@@ -238,7 +299,9 @@ impl Pool {
 impl PoolInner {
     pub fn check_writable(&self) -> Result<()> {
         match &*self.poison.lock() {
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -344,7 +407,10 @@ impl PoolInner {
             freed = txn.freed;
         }
         self.guard(m.write_checkpoint_pages())?;
-        let next = Superblock { generation: cs.superblock.generation + 1, ..cs.superblock };
+        let next = Superblock {
+            generation: cs.superblock.generation + 1,
+            ..cs.superblock
+        };
         let jidx = (next.generation % 2) as usize;
         let journal = self.guard(Journal::start(
             self.journals[jidx].clone(),
@@ -354,8 +420,16 @@ impl PoolInner {
             &m.durable_catalog(),
         ))?;
         let sb_io = |e| Error::io("writing superblock", e);
-        self.guard(self.superblock_file.write_at(&next.encode(), Superblock::slot_offset(next.generation)).map_err(sb_io))?;
-        self.guard(self.superblock_file.sync().map_err(|e| Error::io("syncing superblock", e)))?;
+        self.guard(
+            self.superblock_file
+                .write_at(&next.encode(), Superblock::slot_offset(next.generation))
+                .map_err(sb_io),
+        )?;
+        self.guard(
+            self.superblock_file
+                .sync()
+                .map_err(|e| Error::io("syncing superblock", e)),
+        )?;
         cs.superblock = next;
         cs.journal = journal;
         m.trim_caches();

@@ -88,7 +88,6 @@ impl FsDir {
     pub fn path(&self) -> &Path {
         &self.root
     }
-
 }
 
 impl Dir for FsDir {

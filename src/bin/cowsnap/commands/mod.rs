@@ -1,0 +1,93 @@
+//! One module per command family; `run` dispatches the parsed command line.
+
+mod check;
+mod init;
+mod read;
+mod snapshot;
+mod stats;
+mod transfer;
+mod volume;
+mod write;
+
+use crate::args::{Command, SnapshotCommand, VolumeCommand};
+use crate::fail::CliResult;
+use std::process::ExitCode;
+
+pub fn run(command: Command) -> CliResult<ExitCode> {
+    let done = |r: CliResult<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Init { pool, block_size } => done(init::run(&pool, block_size)),
+        Command::Volume(v) => done(match v {
+            VolumeCommand::Create { pool, volume, size } => volume::create(&pool, &volume, size),
+            VolumeCommand::List { pool, json } => volume::list(&pool, json.json),
+            VolumeCommand::Delete { pool, volume } => volume::delete(&pool, &volume),
+            VolumeCommand::Import {
+                pool,
+                volume,
+                raw_file,
+            } => transfer::import(&pool, &volume, &raw_file),
+            VolumeCommand::Export {
+                pool,
+                volume,
+                raw_file,
+            } => transfer::export_volume(&pool, &volume, &raw_file),
+            VolumeCommand::Write {
+                pool,
+                volume,
+                offset,
+                file,
+            } => write::run(&pool, &volume, offset, &file),
+            VolumeCommand::Read {
+                pool,
+                volume,
+                offset,
+                length,
+                out_file,
+            } => read::run(&pool, &volume, offset, length, out_file.as_deref()),
+            VolumeCommand::Clone {
+                pool,
+                snapshot_id,
+                new_volume,
+            } => volume::clone(&pool, snapshot_id, &new_volume),
+        }),
+        Command::Snapshot(s) => done(match s {
+            SnapshotCommand::Create {
+                pool,
+                volume,
+                name,
+                description,
+                json,
+            } => snapshot::create(&pool, &volume, &name, &description, json.json),
+            SnapshotCommand::List { pool, volume, json } => {
+                snapshot::list(&pool, volume.as_deref(), json.json)
+            }
+            SnapshotCommand::Show {
+                pool,
+                snapshot_id,
+                json,
+            } => snapshot::show(&pool, snapshot_id, json.json),
+            SnapshotCommand::Rename {
+                pool,
+                snapshot_id,
+                name,
+                description,
+                json,
+            } => snapshot::rename(
+                &pool,
+                snapshot_id,
+                name.as_deref(),
+                description.as_deref(),
+                json.json,
+            ),
+            SnapshotCommand::Restore { pool, snapshot_id } => snapshot::restore(&pool, snapshot_id),
+            SnapshotCommand::Delete { pool, snapshot_id } => snapshot::delete(&pool, snapshot_id),
+            SnapshotCommand::Export {
+                pool,
+                snapshot_id,
+                raw_file,
+            } => transfer::export_snapshot(&pool, snapshot_id, &raw_file),
+        }),
+        Command::Check { pool, repair, json } => check::run(&pool, repair, json.json),
+        Command::Stats { pool, json } => done(stats::run(&pool, json.json)),
+    }
+}

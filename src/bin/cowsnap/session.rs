@@ -1,0 +1,28 @@
+//! Opening a pool for one command and closing it (which checkpoints) afterwards.
+
+use crate::fail::{CliError, CliResult};
+use cowsnap::{ErrorKind, Pool};
+use std::path::Path;
+
+/// Open the pool at `path`, run `body`, then close the pool whatever `body`
+/// returned, so completed work is committed. `body`'s error wins over a
+/// close error.
+pub fn with_pool<T>(path: &Path, body: impl FnOnce(&Pool) -> CliResult<T>) -> CliResult<T> {
+    let pool = open(path)?;
+    let out = body(&pool);
+    let closed = pool.close();
+    let value = out?;
+    closed?;
+    Ok(value)
+}
+
+fn open(path: &Path) -> CliResult<Pool> {
+    Pool::open(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => CliError::Message(format!(
+            "no cowsnap pool at {} (create one with 'cowsnap init {}')",
+            path.display(),
+            path.display()
+        )),
+        _ => CliError::Engine(e),
+    })
+}
