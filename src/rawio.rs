@@ -113,13 +113,11 @@ impl Pool {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
         let vol = self.volume(volume)?;
-        let size = vol.size();
         export(
-            size,
+            vol.size(),
             self.block_size(),
             path,
-            &|off, len| vol.allocation(off, len),
-            &|buf, off| vol.read_at(buf, off),
+            &|off, len, out| vol.copy_range_to(off, len, out),
             progress,
         )
     }
@@ -136,21 +134,20 @@ impl Pool {
             snap.size(),
             self.block_size(),
             path,
-            &|off, len| snap.allocation(off, len),
-            &|buf, off| snap.read_at(buf, off),
+            &|off, len, out| snap.copy_range_to(off, len, out),
             progress,
         )
     }
 }
 
-type Extents = Vec<(u64, u64, bool)>;
-
+/// Pre-size the output so unmapped ranges stay holes, then copy mapped runs
+/// (kernel-side where the filesystem allows). Stored blocks are never all
+/// zeros except after a partial write of zeros, so holes cover what matters.
 fn export(
     size: u64,
     block_size: u32,
     path: &Path,
-    allocation: &dyn Fn(u64, u64) -> Result<Extents>,
-    read: &dyn Fn(&mut [u8], u64) -> Result<()>,
+    copy: &dyn Fn(u64, usize, &File) -> Result<()>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     let out = OpenOptions::new()
@@ -159,36 +156,13 @@ fn export(
         .truncate(true)
         .open(path)
         .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    let io = |e| Error::io(format!("writing {}", path.display()), e);
-    out.set_len(size).map_err(io)?;
-    let bs = block_size as usize;
+    out.set_len(size)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     let chunk = chunk_size(block_size);
-    let mut buf = vec![0u8; chunk as usize];
     let mut pos = 0u64;
     while pos < size {
         let n = chunk.min(size - pos);
-        for (off, len, allocated) in allocation(pos, n)? {
-            if !allocated {
-                continue;
-            }
-            let b = &mut buf[..len as usize];
-            read(b, off)?;
-            // Write runs of non-zero blocks; zero blocks stay holes.
-            let mut i = 0;
-            while i < b.len() {
-                let piece = bs.min(b.len() - i);
-                if is_zero(&b[i..i + piece]) {
-                    i += piece;
-                    continue;
-                }
-                let start = i;
-                while i < b.len() && !is_zero(&b[i..i + bs.min(b.len() - i)]) {
-                    i += bs.min(b.len() - i);
-                }
-                out.write_all_at(&b[start..i], off + start as u64)
-                    .map_err(io)?;
-            }
-        }
+        copy(pos, n as usize, &out)?;
         pos += n;
         progress(pos, size);
     }
