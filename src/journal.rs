@@ -5,13 +5,16 @@
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::journal::{
-    decode_record_header, encode_record, padded_len, verify_record, JournalHeader, RecordFault,
-    RecordKind, FIRST_RECORD_AT, RECORD_HEADER_LEN,
+    decode_record_header, encode_record, next_epoch, padded_len, seq_follows, verify_record,
+    JournalHeader, RecordFault, RecordKind, FIRST_RECORD_AT, RECORD_HEADER_LEN,
 };
 use crate::format::PAGE_SIZE;
 use crate::meta::MetaState;
 use crate::storage::Storage;
 use std::sync::Arc;
+
+/// Length a journal file is given when a generation starts (sparse: holes cost nothing).
+const JOURNAL_FILE_LEN: u64 = 4 << 20;
 
 pub(crate) struct Journal {
     file: Arc<dyn Storage>,
@@ -19,6 +22,8 @@ pub(crate) struct Journal {
     generation: u64,
     next_offset: u64,
     next_seq: u64,
+    /// The length committed records promise the file has.
+    file_len: u64,
 }
 
 impl Journal {
@@ -30,32 +35,28 @@ impl Journal {
         pool_id: u64,
         catalog: &Catalog,
     ) -> Result<Journal> {
-        let header = JournalHeader {
-            generation,
-            pool_id,
-        }
-        .encode();
-        let mut buf = header.to_vec();
-        encode_record(
-            &mut buf,
-            generation,
-            0,
-            RecordKind::Base,
-            &crate::codec::encode(catalog),
-        );
-        encode_record(&mut buf, generation, 1, RecordKind::Commit, &[]);
+        let mut body = Vec::new();
+        encode_record(&mut body, generation, 0, RecordKind::Base, &crate::codec::encode(catalog));
+        encode_record(&mut body, generation, 1, RecordKind::Commit, &[]);
+        let used = PAGE_SIZE as u64 + body.len() as u64;
+        let file_len = JOURNAL_FILE_LEN.max(used.next_multiple_of(PAGE_SIZE as u64));
+        let header = JournalHeader { generation, pool_id, file_len }.encode();
         let io = |e| Error::io(format!("starting journal {name}"), e);
-        file.write_at(&buf, 0).map_err(io)?;
-        // Shrink away an older generation's records; they would be rejected
-        // anyway (wrong generation), but need not take space.
-        file.set_len(buf.len() as u64).map_err(io)?;
+        file.write_at(&header, 0).map_err(io)?;
+        file.write_at(&body, PAGE_SIZE as u64).map_err(io)?;
+        // Cut away an older generation's records (they would be rejected
+        // anyway), then give the file its fixed length: a later truncation
+        // of committed records is then visible as a short file.
+        file.set_len(used).map_err(io)?;
+        file.set_len(file_len).map_err(io)?;
         file.sync().map_err(io)?;
         Ok(Journal {
             file,
             name,
             generation,
-            next_offset: buf.len() as u64,
+            next_offset: used,
             next_seq: 2,
+            file_len,
         })
     }
 
@@ -75,15 +76,26 @@ impl Journal {
                 + 64,
         );
         let mut seq = self.next_seq;
+        let io = |e| Error::io(format!("appending to {}", self.name), e);
+        let needed: u64 = self.next_offset
+            + records.iter().map(|(_, p)| padded_len(p.len()) as u64).sum::<u64>()
+            + 2 * padded_len(8) as u64;
+        if needed > self.file_len {
+            // Grow, and say so inside the transaction: the committed Extend
+            // record is what lets replay tell a truncated file from a short log.
+            let new_len = needed.next_multiple_of(PAGE_SIZE as u64).max(self.file_len.saturating_mul(2));
+            self.file.set_len(new_len).map_err(io)?;
+            encode_record(&mut buf, self.generation, seq, RecordKind::Extend, &new_len.to_le_bytes());
+            seq += 1;
+            self.file_len = new_len;
+        }
         for (kind, payload) in records {
             encode_record(&mut buf, self.generation, seq, *kind, payload);
             seq += 1;
         }
         encode_record(&mut buf, self.generation, seq, RecordKind::Commit, &[]);
         seq += 1;
-        self.file
-            .write_at(&buf, self.next_offset)
-            .map_err(|e| Error::io(format!("appending to {}", self.name), e))?;
+        self.file.write_at(&buf, self.next_offset).map_err(io)?;
         self.next_offset += buf.len() as u64;
         self.next_seq = seq;
         Ok(())
@@ -108,6 +120,13 @@ impl Journal {
         let file_len = file.len().map_err(io)?;
         let mut reader = Reader::new(file.clone(), file_len);
         let header = JournalHeader::decode(reader.bytes(0, PAGE_SIZE as u64).map_err(io)?, name)?;
+        if file_len < header.file_len {
+            return Err(Error::corrupt(
+                format!("journal is {file_len} bytes but was created with {}: truncated", header.file_len),
+                name,
+                0,
+            ));
+        }
         if header.generation != generation || header.pool_id != pool_id {
             return Err(Error::corrupt(
                 format!(
@@ -121,6 +140,7 @@ impl Journal {
         let mut offset = FIRST_RECORD_AT;
         let mut seq = 0u64;
         let mut committed_end = None;
+        let mut promised_len = header.file_len;
         let mut txn: Vec<(RecordKind, Vec<u8>, u64)> = Vec::new();
         let stop = loop {
             let Some(head) = reader
@@ -134,7 +154,9 @@ impl Journal {
                 Ok(h) => h,
                 Err(f) => break f,
             };
-            if h.generation != generation || h.seq != seq {
+            let at_txn_start = txn.is_empty() && seq != 0;
+            let seq_ok = if at_txn_start { seq_follows(seq, h.seq) } else { h.seq == seq };
+            if h.generation != generation || !seq_ok {
                 break RecordFault::NotARecord;
             }
             let full = RECORD_HEADER_LEN as u64 + h.len as u64;
@@ -162,9 +184,16 @@ impl Journal {
             }
             let at = offset;
             offset += padded_len(h.len as usize) as u64;
-            seq += 1;
+            seq = h.seq + 1;
             if h.kind == RecordKind::Commit {
                 for (kind, payload, at) in txn.drain(..) {
+                    if kind == RecordKind::Extend {
+                        let bytes: [u8; 8] = payload
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| Error::corrupt("journal extend record is malformed", name, at))?;
+                        promised_len = promised_len.max(u64::from_le_bytes(bytes));
+                    }
                     state.replay(kind, &payload, name, at)?;
                 }
                 committed_end = Some((offset, seq));
@@ -188,37 +217,94 @@ impl Journal {
                 offset,
             ));
         }
-        state.finish_replay();
-        if file_len > end {
-            file.set_len(end)
-                .map_err(|e| Error::io(format!("trimming torn tail of {name}"), e))?;
-            file.sync()
-                .map_err(|e| Error::io(format!("syncing {name}"), e))?;
+        if file_len < promised_len {
+            return Err(Error::corrupt(
+                format!("journal is {file_len} bytes but its committed records say {promised_len}: truncated"),
+                name,
+                file_len,
+            ));
         }
+        state.finish_replay();
+        // Whatever a crash left after `end` stays; records written from now
+        // on use a new epoch, so it can never be read as theirs.
         Ok(Journal {
             file,
             name,
             generation,
             next_offset: end,
-            next_seq,
+            next_seq: next_epoch(next_seq),
+            file_len: promised_len.max(file_len),
         })
+    }
+
+    /// Whether `file` holds generation `generation` of this pool with at
+    /// least one committed transaction after its base catalog. Such a journal
+    /// only exists once the superblock naming that generation was durable.
+    pub fn has_commits_after_base(file: &Arc<dyn Storage>, generation: u64, pool_id: u64) -> std::io::Result<bool> {
+        let file_len = file.len()?;
+        let mut reader = Reader::new(file.clone(), file_len);
+        let Ok(header) = JournalHeader::decode(reader.bytes(0, PAGE_SIZE as u64)?, "journal") else {
+            return Ok(false);
+        };
+        if header.generation != generation || header.pool_id != pool_id {
+            return Ok(false);
+        }
+        let mut offset = FIRST_RECORD_AT;
+        let mut expected = 0u64;
+        loop {
+            let head = reader.bytes(offset, RECORD_HEADER_LEN as u64)?;
+            let Ok(h) = decode_record_header(head) else { return Ok(false) };
+            let ok_seq = if expected >= 2 { seq_follows(expected, h.seq) } else { h.seq == expected };
+            let full = RECORD_HEADER_LEN as u64 + h.len as u64;
+            if h.generation != generation || !ok_seq || offset + full > file_len {
+                return Ok(false);
+            }
+            if verify_record(reader.bytes(offset, full)?).is_err() {
+                return Ok(false);
+            }
+            if h.seq >= 2 {
+                return Ok(true);
+            }
+            offset += padded_len(h.len as usize) as u64;
+            expected = h.seq + 1;
+        }
     }
 }
 
-fn find_later_record(
-    reader: &mut Reader,
-    from: u64,
-    generation: u64,
-    min_seq: u64,
-) -> std::io::Result<Option<u64>> {
+/// Looks past a damaged record for proof that it was committed history and
+/// not the torn final append: an intact Commit of this epoch followed by
+/// another intact record. Only the last append can be torn by a crash, and
+/// an append is one transaction, so a record after a later Commit means the
+/// damaged one was synced before. Returns where that evidence starts.
+fn find_later_record(reader: &mut Reader, from: u64, generation: u64, min_seq: u64) -> std::io::Result<Option<u64>> {
     let mut at = from.div_ceil(8) * 8;
+    let mut commit_seq: Option<u64> = None;
     while at + RECORD_HEADER_LEN as u64 <= reader.file_len {
+        // Skip runs of zeros (the unused, sparse end of the file) quickly.
+        let window = reader.bytes(at, 1 << 16)?;
+        match window.iter().position(|&b| b != 0) {
+            None => {
+                at += window.len() as u64;
+                continue;
+            }
+            Some(i) if i >= 8 => {
+                at += (i as u64) / 8 * 8;
+                continue;
+            }
+            Some(_) => {}
+        }
         let head = reader.bytes(at, RECORD_HEADER_LEN as u64)?;
         if let Ok(h) = decode_record_header(head) {
             if h.generation == generation && h.seq >= min_seq {
                 let full = RECORD_HEADER_LEN as u64 + h.len as u64;
                 if at + full <= reader.file_len && verify_record(reader.bytes(at, full)?).is_ok() {
-                    return Ok(Some(at));
+                    match commit_seq {
+                        Some(c) if h.seq > c => return Ok(Some(at)),
+                        None if h.kind == RecordKind::Commit => commit_seq = Some(h.seq),
+                        _ => {}
+                    }
+                    at += padded_len(h.len as usize) as u64;
+                    continue;
                 }
             }
         }

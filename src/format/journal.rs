@@ -4,9 +4,10 @@
 //! header (offset 0):
 //! 0   magic      "CSJOURNL"
 //! 8   version    u32
-//! 12  crc32      u32   over bytes 0..32 with this field zero
+//! 12  crc32      u32   over bytes 0..40 with this field zero
 //! 16  generation u64   must equal the superblock's
 //! 24  pool_id    u64   must equal the superblock's
+//! 32  file_len   u64   length the file was given; a shorter file was truncated
 //!
 //! record (offset 4096, then each 8-byte aligned):
 //! 0   magic      "CSJR"
@@ -27,7 +28,8 @@ const H_VERSION_AT: usize = 8;
 const H_CRC_AT: usize = H_VERSION_AT + 4;
 const H_GENERATION_AT: usize = H_CRC_AT + 4;
 const H_POOL_ID_AT: usize = H_GENERATION_AT + 8;
-const H_LEN: usize = H_POOL_ID_AT + 8;
+const H_FILE_LEN_AT: usize = H_POOL_ID_AT + 8;
+const H_LEN: usize = H_FILE_LEN_AT + 8;
 
 /// Records start after the header page.
 pub const FIRST_RECORD_AT: u64 = PAGE_SIZE as u64;
@@ -56,6 +58,9 @@ pub enum RecordKind {
     RefcountSet = 4,
     /// Ends a transaction: everything since the previous Commit applies atomically.
     Commit = 5,
+    /// The journal file was lengthened to the u64 in the payload; a shorter
+    /// file was truncated.
+    Extend = 6,
 }
 
 impl RecordKind {
@@ -66,6 +71,7 @@ impl RecordKind {
             3 => RecordKind::NodeImage,
             4 => RecordKind::RefcountSet,
             5 => RecordKind::Commit,
+            6 => RecordKind::Extend,
             _ => return None,
         })
     }
@@ -75,6 +81,7 @@ impl RecordKind {
 pub struct JournalHeader {
     pub generation: u64,
     pub pool_id: u64,
+    pub file_len: u64,
 }
 
 impl JournalHeader {
@@ -84,6 +91,7 @@ impl JournalHeader {
         put_u32(&mut b, H_VERSION_AT, FORMAT_VERSION);
         put_u64(&mut b, H_GENERATION_AT, self.generation);
         put_u64(&mut b, H_POOL_ID_AT, self.pool_id);
+        put_u64(&mut b, H_FILE_LEN_AT, self.file_len);
         let crc = crc_with_hole(&b[..H_LEN], H_CRC_AT);
         put_u32(&mut b, H_CRC_AT, crc);
         b
@@ -111,8 +119,24 @@ impl JournalHeader {
         Ok(JournalHeader {
             generation: get_u64(b, H_GENERATION_AT),
             pool_id: get_u64(b, H_POOL_ID_AT),
+            file_len: get_u64(b, H_FILE_LEN_AT),
         })
     }
+}
+
+/// Sequence numbers are grouped in epochs of 2^32; each open starts a new
+/// epoch, so records a crash left behind after the valid tail can never be
+/// taken for the records that later overwrite the space before them.
+pub const EPOCH_BITS: u32 = 32;
+
+/// The first sequence number of the epoch after the one `seq` is in.
+pub fn next_epoch(seq: u64) -> u64 {
+    ((seq >> EPOCH_BITS) + 1) << EPOCH_BITS
+}
+
+/// Whether `seq` may follow `expected` at the start of a transaction.
+pub fn seq_follows(expected: u64, seq: u64) -> bool {
+    seq == expected || (seq > expected && seq.trailing_zeros() >= EPOCH_BITS)
 }
 
 /// Round a record length up to the 8-byte alignment records keep.
@@ -218,10 +242,20 @@ mod tests {
     }
 
     #[test]
+    fn epochs_only_move_forward() {
+        assert_eq!(next_epoch(5), 1 << 32);
+        assert!(seq_follows(7, 7));
+        assert!(seq_follows(7, 1 << 32));
+        assert!(!seq_follows(7, 8));
+        assert!(!seq_follows(1 << 33, 1 << 32));
+    }
+
+    #[test]
     fn header_round_trip() {
         let h = JournalHeader {
             generation: 5,
             pool_id: 11,
+            file_len: 1 << 24,
         };
         assert_eq!(JournalHeader::decode(&h.encode(), "journal-1").unwrap(), h);
         let mut b = h.encode();

@@ -279,7 +279,7 @@ impl MetaState {
                     t.set_replayed(i, v)?;
                 }
             }
-            RecordKind::Commit => {}
+            RecordKind::Commit | RecordKind::Extend => {}
         }
         Ok(())
     }

@@ -232,6 +232,21 @@ impl Pool {
             open(files::DATA_REFS)?,
         );
         let jidx = (sb.generation % 2) as usize;
+        // A committed transaction in the next generation's journal means the
+        // superblock naming that generation was durable and is now damaged:
+        // opening the older generation would silently roll back.
+        let other = (1 - jidx) as usize;
+        if Journal::has_commits_after_base(&journals[other], sb.generation + 1, sb.pool_id).map_err(io("reading journal"))? {
+            return Err(Error::corrupt(
+                format!(
+                    "the newest superblock slot (generation {}) is damaged: {} holds its committed transactions",
+                    sb.generation + 1,
+                    files::JOURNALS[other]
+                ),
+                files::SUPERBLOCK,
+                Superblock::slot_offset(sb.generation + 1),
+            ));
+        }
         let journal = Journal::recover(
             journals[jidx].clone(),
             files::JOURNALS[jidx],
