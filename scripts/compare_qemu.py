@@ -25,18 +25,27 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
 def run(cmd, check=True, stdout=subprocess.DEVNULL):
-    """Run a command; return (seconds, peak RSS in KiB, stdout bytes)."""
+    """Run a command; return (seconds, peak RSS in KiB or 0, stdout bytes).
+
+    Peak RSS comes from GNU time when installed: rusage of a child forked from
+    this Python process would count Python's own memory from before exec.
+    """
+    full = [GNU_TIME, "-f", "__peak_rss_kib__ %M"] + cmd if GNU_TIME else cmd
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE)
-    out = proc.stdout.read() if stdout is None else b""
-    err = proc.stderr.read()
-    _, status, rusage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(full, stdout=subprocess.PIPE if stdout is None else stdout, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if check and code != 0:
-        sys.exit(f"command failed ({code}): {' '.join(cmd)}\n{err.decode(errors='replace')}")
-    return elapsed, rusage.ru_maxrss, out
+    err = proc.stderr.decode(errors="replace")
+    rss = 0
+    for line in err.splitlines():
+        if line.startswith("__peak_rss_kib__ "):
+            rss = int(line.split()[1])
+    if check and proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
+    return elapsed, rss, proc.stdout if stdout is None else b""
 
 
 def sync():

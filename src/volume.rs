@@ -203,9 +203,12 @@ impl Volume {
             let mut m = self.pool.meta.lock();
             let v = m.volume_rec(self.id)?;
             let (root, levels) = (v.root, v.levels);
-            (s.first..=s.last)
+            let phys = (s.first..=s.last)
                 .map(|lb| m.lookup(root, levels, lb))
-                .collect::<Result<Vec<u64>>>()?
+                .collect::<Result<Vec<u64>>>()?;
+            // Reads alone never commit, so bound the clean-page cache here too.
+            m.trim_caches();
+            phys
         };
         read_mapped(&self.pool, &phys, offset, buf)
     }

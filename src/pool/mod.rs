@@ -236,7 +236,9 @@ impl Pool {
         // superblock naming that generation was durable and is now damaged:
         // opening the older generation would silently roll back.
         let other = (1 - jidx) as usize;
-        if Journal::has_commits_after_base(&journals[other], sb.generation + 1, sb.pool_id).map_err(io("reading journal"))? {
+        if Journal::has_commits_after_base(&journals[other], sb.generation + 1, sb.pool_id)
+            .map_err(io("reading journal"))?
+        {
             return Err(Error::corrupt(
                 format!(
                     "the newest superblock slot (generation {}) is damaged: {} holds its committed transactions",
@@ -371,7 +373,11 @@ impl PoolInner {
         self.guard(cs.journal.sync())?;
         // The commit is durable: freed blocks may now go back to the filesystem and the allocator.
         self.punch_and_release(&txn.freed);
-        let touched = self.meta.lock().touched_pages();
+        let touched = {
+            let mut m = self.meta.lock();
+            m.trim_caches();
+            m.touched_pages()
+        };
         if cs.journal.len() > CHECKPOINT_JOURNAL_BYTES || touched > CHECKPOINT_TOUCHED_PAGES {
             self.checkpoint(&mut cs)?;
         }
