@@ -9,7 +9,7 @@ use crate::format::journal::{
     JournalHeader, RecordFault, RecordKind, FIRST_RECORD_AT, RECORD_HEADER_LEN,
 };
 use crate::format::PAGE_SIZE;
-use crate::meta::MetaState;
+use crate::meta::{MetaState, Replayed};
 use crate::storage::Storage;
 use std::sync::Arc;
 
@@ -36,11 +36,22 @@ impl Journal {
         catalog: &Catalog,
     ) -> Result<Journal> {
         let mut body = Vec::new();
-        encode_record(&mut body, generation, 0, RecordKind::Base, &crate::codec::encode(catalog));
+        encode_record(
+            &mut body,
+            generation,
+            0,
+            RecordKind::Base,
+            &crate::codec::encode(catalog),
+        );
         encode_record(&mut body, generation, 1, RecordKind::Commit, &[]);
         let used = PAGE_SIZE as u64 + body.len() as u64;
         let file_len = JOURNAL_FILE_LEN.max(used.next_multiple_of(PAGE_SIZE as u64));
-        let header = JournalHeader { generation, pool_id, file_len }.encode();
+        let header = JournalHeader {
+            generation,
+            pool_id,
+            file_len,
+        }
+        .encode();
         let io = |e| Error::io(format!("starting journal {name}"), e);
         file.write_at(&header, 0).map_err(io)?;
         file.write_at(&body, PAGE_SIZE as u64).map_err(io)?;
@@ -78,14 +89,25 @@ impl Journal {
         let mut seq = self.next_seq;
         let io = |e| Error::io(format!("appending to {}", self.name), e);
         let needed: u64 = self.next_offset
-            + records.iter().map(|(_, p)| padded_len(p.len()) as u64).sum::<u64>()
+            + records
+                .iter()
+                .map(|(_, p)| padded_len(p.len()) as u64)
+                .sum::<u64>()
             + 2 * padded_len(8) as u64;
         if needed > self.file_len {
             // Grow, and say so inside the transaction: the committed Extend
             // record is what lets replay tell a truncated file from a short log.
-            let new_len = needed.next_multiple_of(PAGE_SIZE as u64).max(self.file_len.saturating_mul(2));
+            let new_len = needed
+                .next_multiple_of(PAGE_SIZE as u64)
+                .max(self.file_len.saturating_mul(2));
             self.file.set_len(new_len).map_err(io)?;
-            encode_record(&mut buf, self.generation, seq, RecordKind::Extend, &new_len.to_le_bytes());
+            encode_record(
+                &mut buf,
+                self.generation,
+                seq,
+                RecordKind::Extend,
+                &new_len.to_le_bytes(),
+            );
             seq += 1;
             self.file_len = new_len;
         }
@@ -122,7 +144,10 @@ impl Journal {
         let header = JournalHeader::decode(reader.bytes(0, PAGE_SIZE as u64).map_err(io)?, name)?;
         if file_len < header.file_len {
             return Err(Error::corrupt(
-                format!("journal is {file_len} bytes but was created with {}: truncated", header.file_len),
+                format!(
+                    "journal is {file_len} bytes but was created with {}: truncated",
+                    header.file_len
+                ),
                 name,
                 0,
             ));
@@ -141,7 +166,7 @@ impl Journal {
         let mut seq = 0u64;
         let mut committed_end = None;
         let mut promised_len = header.file_len;
-        let mut txn: Vec<(RecordKind, Vec<u8>, u64)> = Vec::new();
+        let mut txn: Vec<Replayed> = Vec::new();
         let stop = loop {
             let Some(head) = reader
                 .bytes(offset, RECORD_HEADER_LEN as u64)
@@ -155,7 +180,11 @@ impl Journal {
                 Err(f) => break f,
             };
             let at_txn_start = txn.is_empty() && seq != 0;
-            let seq_ok = if at_txn_start { seq_follows(seq, h.seq) } else { h.seq == seq };
+            let seq_ok = if at_txn_start {
+                seq_follows(seq, h.seq)
+            } else {
+                h.seq == seq
+            };
             if h.generation != generation || !seq_ok {
                 break RecordFault::NotARecord;
             }
@@ -167,7 +196,7 @@ impl Journal {
             if let Err(f) = verify_record(rec) {
                 break f;
             }
-            let payload = rec[RECORD_HEADER_LEN..].to_vec();
+            let parsed = MetaState::parse_record(h.kind, &rec[RECORD_HEADER_LEN..], name, offset)?;
             if seq == 0 && h.kind != RecordKind::Base {
                 return Err(Error::corrupt(
                     "journal does not start with the catalog",
@@ -182,23 +211,18 @@ impl Journal {
                     offset,
                 ));
             }
-            let at = offset;
             offset += padded_len(h.len as usize) as u64;
             seq = h.seq + 1;
             if h.kind == RecordKind::Commit {
-                for (kind, payload, at) in txn.drain(..) {
-                    if kind == RecordKind::Extend {
-                        let bytes: [u8; 8] = payload
-                            .as_slice()
-                            .try_into()
-                            .map_err(|_| Error::corrupt("journal extend record is malformed", name, at))?;
-                        promised_len = promised_len.max(u64::from_le_bytes(bytes));
+                for record in txn.drain(..) {
+                    if let Replayed::Extend(len) = record {
+                        promised_len = promised_len.max(len);
                     }
-                    state.replay(kind, &payload, name, at)?;
+                    state.apply_replayed(record)?;
                 }
                 committed_end = Some((offset, seq));
             } else {
-                txn.push((h.kind, payload, at));
+                txn.push(parsed);
             }
         };
         let Some((end, next_seq)) = committed_end else {
@@ -240,10 +264,15 @@ impl Journal {
     /// Whether `file` holds generation `generation` of this pool with at
     /// least one committed transaction after its base catalog. Such a journal
     /// only exists once the superblock naming that generation was durable.
-    pub fn has_commits_after_base(file: &Arc<dyn Storage>, generation: u64, pool_id: u64) -> std::io::Result<bool> {
+    pub fn has_commits_after_base(
+        file: &Arc<dyn Storage>,
+        generation: u64,
+        pool_id: u64,
+    ) -> std::io::Result<bool> {
         let file_len = file.len()?;
         let mut reader = Reader::new(file.clone(), file_len);
-        let Ok(header) = JournalHeader::decode(reader.bytes(0, PAGE_SIZE as u64)?, "journal") else {
+        let Ok(header) = JournalHeader::decode(reader.bytes(0, PAGE_SIZE as u64)?, "journal")
+        else {
             return Ok(false);
         };
         if header.generation != generation || header.pool_id != pool_id {
@@ -253,8 +282,14 @@ impl Journal {
         let mut expected = 0u64;
         loop {
             let head = reader.bytes(offset, RECORD_HEADER_LEN as u64)?;
-            let Ok(h) = decode_record_header(head) else { return Ok(false) };
-            let ok_seq = if expected >= 2 { seq_follows(expected, h.seq) } else { h.seq == expected };
+            let Ok(h) = decode_record_header(head) else {
+                return Ok(false);
+            };
+            let ok_seq = if expected >= 2 {
+                seq_follows(expected, h.seq)
+            } else {
+                h.seq == expected
+            };
             let full = RECORD_HEADER_LEN as u64 + h.len as u64;
             if h.generation != generation || !ok_seq || offset + full > file_len {
                 return Ok(false);
@@ -276,7 +311,12 @@ impl Journal {
 /// another intact record. Only the last append can be torn by a crash, and
 /// an append is one transaction, so a record after a later Commit means the
 /// damaged one was synced before. Returns where that evidence starts.
-fn find_later_record(reader: &mut Reader, from: u64, generation: u64, min_seq: u64) -> std::io::Result<Option<u64>> {
+fn find_later_record(
+    reader: &mut Reader,
+    from: u64,
+    generation: u64,
+    min_seq: u64,
+) -> std::io::Result<Option<u64>> {
     let mut at = from.div_ceil(8) * 8;
     let mut commit_seq: Option<u64> = None;
     while at + RECORD_HEADER_LEN as u64 <= reader.file_len {
@@ -321,7 +361,8 @@ struct Reader {
     window: Vec<u8>,
 }
 
-const WINDOW: u64 = 1 << 20;
+/// Read-ahead for the journal scan; small enough that opening stays cheap.
+const WINDOW: u64 = 64 << 10;
 
 impl Reader {
     fn new(file: Arc<dyn Storage>, file_len: u64) -> Reader {

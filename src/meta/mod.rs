@@ -53,6 +53,16 @@ pub(crate) struct MetaState {
     node_hint: u64,
 }
 
+/// A journal record decoded and validated, waiting for its Commit.
+pub(crate) enum Replayed {
+    Base(Box<Catalog>),
+    Op(CatalogOp),
+    Node(u64, Box<node::Page>),
+    Refs(Table, Vec<(u64, u32)>),
+    Extend(u64),
+    Commit,
+}
+
 /// One captured transaction: journal payloads plus the blocks it frees.
 pub(crate) struct Txn {
     pub records: Vec<(RecordKind, Vec<u8>)>,
@@ -238,26 +248,24 @@ impl MetaState {
         Ok(Txn { records, freed })
     }
 
-    /// Apply one committed record during journal replay.
-    pub fn replay(
-        &mut self,
+    /// Decode and validate one journal record as soon as it is read, so a
+    /// record whose length field is wrong is caught even if its checksum
+    /// was forged to match.
+    pub fn parse_record(
         kind: RecordKind,
         payload: &[u8],
         file: &'static str,
         at: u64,
-    ) -> Result<()> {
-        match kind {
+    ) -> Result<Replayed> {
+        Ok(match kind {
             RecordKind::Base => {
-                self.catalog = crate::codec::decode(payload).map_err(|e| {
+                Replayed::Base(Box::new(crate::codec::decode(payload).map_err(|e| {
                     Error::corrupt(format!("catalog does not decode: {e}"), file, at)
-                })?;
+                })?))
             }
-            RecordKind::CatalogOp => {
-                let op: CatalogOp = crate::codec::decode(payload).map_err(|e| {
-                    Error::corrupt(format!("catalog change does not decode: {e}"), file, at)
-                })?;
-                self.catalog.apply(op);
-            }
+            RecordKind::CatalogOp => Replayed::Op(crate::codec::decode(payload).map_err(|e| {
+                Error::corrupt(format!("catalog change does not decode: {e}"), file, at)
+            })?),
             RecordKind::NodeImage => {
                 if payload.len() != 8 + PAGE_SIZE {
                     return Err(Error::corrupt("node image has wrong length", file, at));
@@ -266,11 +274,35 @@ impl MetaState {
                 let mut page = Box::new([0u8; PAGE_SIZE]);
                 page.copy_from_slice(&payload[8..]);
                 node::verify(&page, page_no, file)?;
-                self.nodes.install_replayed(page_no, page);
+                Replayed::Node(page_no, page)
             }
             RecordKind::RefcountSet => {
                 let (table, entries) = decode_refcounts(payload)
                     .ok_or_else(|| Error::corrupt("refcount record is malformed", file, at))?;
+                Replayed::Refs(table, entries)
+            }
+            RecordKind::Extend => {
+                let bytes: [u8; 8] = payload
+                    .try_into()
+                    .map_err(|_| Error::corrupt("journal extend record is malformed", file, at))?;
+                Replayed::Extend(u64::from_le_bytes(bytes))
+            }
+            RecordKind::Commit => {
+                if !payload.is_empty() {
+                    return Err(Error::corrupt("commit record carries a payload", file, at));
+                }
+                Replayed::Commit
+            }
+        })
+    }
+
+    /// Apply one committed record during journal replay.
+    pub fn apply_replayed(&mut self, record: Replayed) -> Result<()> {
+        match record {
+            Replayed::Base(catalog) => self.catalog = *catalog,
+            Replayed::Op(op) => self.catalog.apply(op),
+            Replayed::Node(page_no, page) => self.nodes.install_replayed(page_no, page),
+            Replayed::Refs(table, entries) => {
                 let t = match table {
                     Table::Data => &mut self.data_refs,
                     Table::Node => &mut self.node_refs,
@@ -279,7 +311,7 @@ impl MetaState {
                     t.set_replayed(i, v)?;
                 }
             }
-            RecordKind::Commit | RecordKind::Extend => {}
+            Replayed::Extend(_) | Replayed::Commit => {}
         }
         Ok(())
     }
