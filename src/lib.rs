@@ -18,6 +18,8 @@ mod meta;
 mod pool;
 mod rangelock;
 mod rawio;
+#[cfg(feature = "server")]
+pub mod service;
 pub mod storage;
 pub mod testkit;
 mod volume;

@@ -48,6 +48,86 @@ pub enum Command {
         #[command(flatten)]
         json: Json,
     },
+    /// Run the REST snapshot service (docs/SERVICE.md) until Ctrl-C or SIGTERM.
+    Serve {
+        /// Pool directory; created on first run.
+        #[arg(long, value_name = "POOL", default_value = "./cowsnap-data")]
+        pool: PathBuf,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Also set up account demo (a new token each run) and server web-server-01 (id 12345).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create service accounts (while the service is stopped).
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Create, list and revoke API tokens (while the service is stopped).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create and list service servers (while the service is stopped).
+    #[command(subcommand)]
+    Server(ServerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create an account.
+    Create { pool: PathBuf, account: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for an account; prints only the token, once.
+    Create {
+        pool: PathBuf,
+        #[arg(long, value_name = "ACCOUNT")]
+        account: String,
+    },
+    /// Revoke a token: its id (tok_...), a unique prefix of the id, or the token itself.
+    Revoke {
+        pool: PathBuf,
+        #[arg(value_name = "TOKEN_PREFIX_OR_ID")]
+        token: String,
+    },
+    /// List tokens (ids, never secrets).
+    List {
+        pool: PathBuf,
+        #[arg(long, value_name = "ACCOUNT")]
+        account: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Create a server with an empty disk or from a raw image.
+    #[command(group(ArgGroup::new("disk").required(true).args(["size", "image"])))]
+    Create {
+        pool: PathBuf,
+        #[arg(long, value_name = "ACCOUNT")]
+        account: String,
+        #[arg(long, value_name = "ID")]
+        id: u64,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Disk size, e.g. 64M, 20G.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        size: Option<u64>,
+        /// Raw image file; the disk takes its size.
+        #[arg(long, value_name = "RAW_FILE")]
+        image: Option<PathBuf>,
+        #[command(flatten)]
+        json: Json,
+    },
+    /// List servers.
+    List {
+        pool: PathBuf,
+        #[command(flatten)]
+        json: Json,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,15 +1,22 @@
 //! One module per command family; `run` dispatches the parsed command line.
 
+mod account;
 mod check;
 mod init;
 mod read;
+mod serve;
+mod server;
+mod service_session;
 mod snapshot;
 mod stats;
+mod token;
 mod transfer;
 mod volume;
 mod write;
 
-use crate::args::{Command, SnapshotCommand, VolumeCommand};
+use crate::args::{
+    AccountCommand, Command, ServerCommand, SnapshotCommand, TokenCommand, VolumeCommand,
+};
 use crate::fail::CliResult;
 use std::process::ExitCode;
 
@@ -89,5 +96,30 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
         }),
         Command::Check { pool, repair, json } => check::run(&pool, repair, json.json),
         Command::Stats { pool, json } => done(stats::run(&pool, json.json)),
+        Command::Serve { pool, listen, demo } => done(serve::run(&pool, &listen, demo)),
+        Command::Account(AccountCommand::Create { pool, account }) => {
+            done(account::create(&pool, &account))
+        }
+        Command::Token(t) => done(match t {
+            TokenCommand::Create { pool, account } => token::create(&pool, &account),
+            TokenCommand::Revoke { pool, token } => token::revoke(&pool, &token),
+            TokenCommand::List {
+                pool,
+                account,
+                json,
+            } => token::list(&pool, account.as_deref(), json.json),
+        }),
+        Command::Server(s) => done(match s {
+            ServerCommand::Create {
+                pool,
+                account,
+                id,
+                name,
+                size,
+                image,
+                json,
+            } => server::create(&pool, &account, id, &name, size, image, json.json),
+            ServerCommand::List { pool, json } => server::list(&pool, json.json),
+        }),
     }
 }

@@ -1,0 +1,92 @@
+//! `cowsnap serve`: the REST snapshot service on one pool, until Ctrl-C or
+//! SIGTERM; then in-flight requests finish and the pool is flushed and closed.
+
+use super::service_session::service_error;
+use crate::fail::{CliError, CliResult};
+use crate::output::print_text;
+use cowsnap::service::{run, Service};
+use cowsnap::{ErrorKind, Pool};
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn run(path: &Path, listen: &str, demo: bool) -> CliResult<()> {
+    run::init_logging();
+    let pool = open_or_create(path)?;
+    let served = serve(&pool, listen, demo);
+    let closed = pool.close();
+    served?;
+    closed?;
+    eprintln!("cowsnap: pool {} closed cleanly", path.display());
+    Ok(())
+}
+
+/// The pool at `path`, created when nothing is there yet. A second
+/// instance fails here: the pool's lock names the holder.
+fn open_or_create(path: &Path) -> CliResult<Pool> {
+    match Pool::open(path) {
+        Ok(pool) => Ok(pool),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let empty = match std::fs::read_dir(path) {
+                Ok(mut entries) => entries.next().is_none(),
+                Err(_) => !path.exists(),
+            };
+            if !empty {
+                return Err(CliError::Message(format!(
+                    "{} exists and is not a cowsnap pool",
+                    path.display()
+                )));
+            }
+            let pool = Pool::create(path, cowsnap::DEFAULT_BLOCK_SIZE)?;
+            eprintln!("cowsnap: created pool {}", path.display());
+            Ok(pool)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn serve(pool: &Pool, listen: &str, demo: bool) -> CliResult<()> {
+    // Bind before the first-run setup, so a busy port does not use up the
+    // one showing of the admin token.
+    let listener = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| CliError::io(format!("listening on {listen}"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::io("reading the bound address", e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("starting the async runtime", e))?;
+    // Signal handlers go in before anything is printed: scripts wait for the
+    // output and may stop us right after it.
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        run::shutdown_signal().map_err(|e| CliError::io("installing signal handlers", e))?
+    };
+    let svc = Service::open(pool.clone()).map_err(service_error)?;
+    if let Some(admin) = svc.ensure_admin().map_err(service_error)? {
+        print_text(&format!(
+            "admin token (shown once, store it now): {}\n",
+            admin.token
+        ))?;
+    }
+    if demo {
+        let d = svc.ensure_demo().map_err(service_error)?;
+        print_text(&format!("demo token: {}\n", d.token.token))?;
+        print_text(&format!(
+            "demo server: {} (id {}, account {}){}\n",
+            d.server.server.name,
+            d.server.server.id,
+            d.server.account,
+            if d.server_created { ", created" } else { "" }
+        ))?;
+    }
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| CliError::io(format!("listening on {listen}"), e))?;
+        print_text(&format!("listening on http://{addr}\n"))?;
+        run::serve(Arc::new(svc), listener, shutdown)
+            .await
+            .map_err(|e| CliError::io("serving", e))
+    })
+}

@@ -1,0 +1,120 @@
+//! [`Service`]: the snapshot service's state over one pool, loaded at open
+//! and written through on every change. All methods block (engine commits
+//! fsync); async callers run them on a blocking thread.
+
+use super::error::ServiceError;
+use super::model::{AccountRec, IdemRec, ServerRec, ServerStatus, TokenRec, IDEM_TTL_SECS};
+use super::registry::{Registry, ServerSlot, SnapMeta};
+use super::store;
+use crate::info::{now_unix, rfc3339};
+use crate::{ErrorKind, Pool};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The snapshot service over one pool.
+pub struct Service {
+    pub(crate) pool: Pool,
+    pub(crate) reg: Mutex<Registry>,
+    /// Serializes account, token and server creation and deletion, so their
+    /// uniqueness checks and writes are atomic together.
+    pub(crate) admin: Mutex<()>,
+    /// Idempotency keys whose first request is still running.
+    pub(crate) in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub account: String,
+    pub token_id: String,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.account == super::model::ADMIN_ACCOUNT
+    }
+}
+
+impl Service {
+    /// Load the service's state from the pool. Finishes what a crash
+    /// interrupted: a server whose volume is gone was being deleted, and
+    /// expired idempotency records are dropped.
+    pub fn open(pool: Pool) -> Result<Service, ServiceError> {
+        let mut reg = Registry::default();
+        for (_, a) in store::load_all::<AccountRec>(&pool, store::ACCOUNTS)? {
+            reg.accounts.insert(a.name.clone(), a);
+        }
+        for (_, t) in store::load_all::<TokenRec>(&pool, store::TOKENS)? {
+            reg.tokens.insert(t.id.clone(), t);
+        }
+        let mut by_volume = HashMap::new();
+        for (key, mut s) in store::load_all::<ServerRec>(&pool, store::SERVERS)? {
+            match pool.volume_info(&s.volume) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    store::delete(&pool, &key)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            // A restore is atomic in the engine; its in-memory state is not kept.
+            if s.status == ServerStatus::Restoring {
+                s.status = ServerStatus::Stopped;
+            }
+            by_volume.insert(s.volume.clone(), s.id);
+            reg.servers.insert(s.id, ServerSlot::new(s));
+        }
+        for info in pool.list_snapshots(None)? {
+            if let Some(&server) = by_volume.get(&info.volume_name) {
+                reg.index_snapshot(SnapMeta::from_info(server, &info));
+            }
+        }
+        let now = now_unix();
+        for (key, rec) in store::load_all::<IdemRec>(&pool, store::IDEM)? {
+            if now.saturating_sub(rec.created_unix) > IDEM_TTL_SECS {
+                store::delete(&pool, &key)?;
+            } else {
+                reg.idem.insert(key, rec);
+            }
+        }
+        Ok(Service {
+            pool,
+            reg: Mutex::new(reg),
+            admin: Mutex::new(()),
+            in_flight: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    /// The pool underneath.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The caller a bearer token stands for; None for an unknown or
+    /// revoked token.
+    pub fn authenticate(&self, token: &str) -> Option<Caller> {
+        if !super::token::well_formed(token) {
+            return None;
+        }
+        let hash = super::token::sha256(token.as_bytes());
+        let id = super::token::id_of(&hash);
+        let reg = self.reg.lock();
+        let rec = reg.tokens.get(&id)?;
+        let stored = super::token::unhex32(&rec.hash)?;
+        let valid = super::token::same_hash(&stored, &hash)
+            && !rec.revoked
+            && reg.accounts.contains_key(&rec.account);
+        valid.then(|| Caller {
+            account: rec.account.clone(),
+            token_id: rec.id.clone(),
+        })
+    }
+
+    pub(crate) fn account_view(a: &AccountRec) -> super::AccountView {
+        super::AccountView {
+            name: a.name.clone(),
+            created_at: rfc3339(a.created_unix),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Where service records live in the pool's app data, and their encoding.
+//! Every put is a committed (fsync'd) engine transaction, so the service's
+//! state is exactly as crash-safe as the pool's own metadata.
+
+use super::error::ServiceError;
+use crate::Pool;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub const ACCOUNTS: &str = "svc/account/";
+pub const TOKENS: &str = "svc/token/";
+pub const SERVERS: &str = "svc/server/";
+pub const IDEM: &str = "svc/idem/";
+
+pub fn account_key(name: &str) -> String {
+    format!("{ACCOUNTS}{name}")
+}
+
+pub fn token_key(hash_hex: &str) -> String {
+    format!("{TOKENS}{hash_hex}")
+}
+
+pub fn server_key(id: u64) -> String {
+    format!("{SERVERS}{id}")
+}
+
+/// Keys are hashed so any client-chosen string makes a well-formed key.
+pub fn idem_key(account: &str, key_hash_hex: &str) -> String {
+    format!("{IDEM}{account}/{key_hash_hex}")
+}
+
+pub fn put<T: Serialize>(pool: &Pool, key: &str, value: &T) -> Result<(), ServiceError> {
+    let bytes = serde_json::to_vec(value)
+        .map_err(|e| ServiceError::Internal(format!("encoding {key}: {e}")))?;
+    Ok(pool.put_app_data(key, bytes)?)
+}
+
+pub fn delete(pool: &Pool, key: &str) -> Result<(), ServiceError> {
+    Ok(pool.delete_app_data(key)?)
+}
+
+/// Every record under `prefix`, decoded. A record that does not decode is
+/// reported, not skipped: silently dropping an account or token is worse.
+pub fn load_all<T: DeserializeOwned>(
+    pool: &Pool,
+    prefix: &str,
+) -> Result<Vec<(String, T)>, ServiceError> {
+    let mut out = Vec::new();
+    for key in pool.app_data_keys(prefix) {
+        let Some(bytes) = pool.app_data(&key) else {
+            continue;
+        };
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            ServiceError::Internal(format!("service record {key} does not decode: {e}"))
+        })?;
+        out.push((key, value));
+    }
+    Ok(out)
+}
