@@ -150,6 +150,11 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Most data blocks or node pages a pool may have (2^48: 16 EiB of 64 KiB blocks).
+pub const MAX_UNITS: u64 = 1 << 48;
+/// Largest volume or snapshot id.
+pub const MAX_ID: u64 = 1 << 62;
+
 /// Longest description we store, so one record cannot bloat the catalog.
 pub const MAX_DESCRIPTION: usize = 4096;
 
@@ -171,6 +176,22 @@ impl Catalog {
         let c = &self.counters;
         if c.data_hw == 0 || c.node_hw == 0 || c.next_volume_id == 0 || c.next_snapshot_id == 0 {
             return bad("catalog counters are zero".into());
+        }
+        // Bounds that keep every product with a block or page size inside u64.
+        if c.data_hw > MAX_UNITS || c.node_hw > MAX_UNITS {
+            return bad(format!(
+                "catalog counts {} data blocks and {} node pages, beyond 2^48",
+                c.data_hw, c.node_hw
+            ));
+        }
+        if c.data_used >= c.data_hw || c.nodes_used >= c.node_hw {
+            return bad(format!(
+                "catalog says {} of {} data blocks and {} of {} node pages are in use",
+                c.data_used, c.data_hw, c.nodes_used, c.node_hw
+            ));
+        }
+        if c.next_volume_id > MAX_ID || c.next_snapshot_id > MAX_ID {
+            return bad("catalog id counters are beyond 2^62".into());
         }
         for (id, v) in &self.volumes {
             if *id != v.id || *id >= c.next_volume_id {

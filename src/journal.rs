@@ -248,7 +248,7 @@ impl Journal {
                 file_len,
             ));
         }
-        state.finish_replay();
+        state.finish_replay(name)?;
         // Whatever a crash left after `end` stays; records written from now
         // on use a new epoch, so it can never be read as theirs.
         Ok(Journal {

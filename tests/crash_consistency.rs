@@ -17,35 +17,108 @@ const SEEDS: [u64; 4] = [0, 1, 0xDEAD_BEEF, 42];
 /// forced checkpoint in the middle, ending with unflushed writes.
 fn workload() -> Vec<Op> {
     vec![
-        Op::Write { vol: 0, offset: 0, len: 16_384, seed: 1 },
-        Op::Write { vol: 1, offset: 3000, len: 9000, seed: 2 },
+        Op::Write {
+            vol: 0,
+            offset: 0,
+            len: 16_384,
+            seed: 1,
+        },
+        Op::Write {
+            vol: 1,
+            offset: 3000,
+            len: 9000,
+            seed: 2,
+        },
         Op::Flush,
         // Overwrites a flushed, exclusively owned block in place.
-        Op::Write { vol: 0, offset: 4096 + 100, len: 1000, seed: 3 },
-        Op::Write { vol: 2, offset: 100_000, len: 20_000, seed: 4 },
+        Op::Write {
+            vol: 0,
+            offset: 4096 + 100,
+            len: 1000,
+            seed: 3,
+        },
+        Op::Write {
+            vol: 2,
+            offset: 100_000,
+            len: 20_000,
+            seed: 4,
+        },
         Op::CreateSnapshot { vol: 0 },
         // Copy-on-write: the snapshot must keep the old bytes.
-        Op::Write { vol: 0, offset: 0, len: 8192, seed: 5 },
-        Op::Discard { vol: 1, offset: 0, len: 8192 },
+        Op::Write {
+            vol: 0,
+            offset: 0,
+            len: 8192,
+            seed: 5,
+        },
+        Op::Discard {
+            vol: 1,
+            offset: 0,
+            len: 8192,
+        },
         Op::CreateSnapshot { vol: 1 },
-        Op::Write { vol: 1, offset: 4000, len: 3000, seed: 6 },
+        Op::Write {
+            vol: 1,
+            offset: 4000,
+            len: 3000,
+            seed: 6,
+        },
         Op::Checkpoint,
-        Op::Write { vol: 0, offset: 12_000, len: 5000, seed: 7 },
+        Op::Write {
+            vol: 0,
+            offset: 12_000,
+            len: 5000,
+            seed: 7,
+        },
         Op::Clone { snap: 0 },
-        Op::Write { vol: 3, offset: 0, len: 4096, seed: 8 },
+        Op::Write {
+            vol: 3,
+            offset: 0,
+            len: 4096,
+            seed: 8,
+        },
         Op::Flush,
         Op::Restore { snap: 0 },
-        Op::Write { vol: 0, offset: 2048, len: 4096, seed: 9 },
-        Op::WriteZeroes { vol: 2, offset: 102_400, len: 4096 },
+        Op::Write {
+            vol: 0,
+            offset: 2048,
+            len: 4096,
+            seed: 9,
+        },
+        Op::WriteZeroes {
+            vol: 2,
+            offset: 102_400,
+            len: 4096,
+        },
         Op::DeleteSnapshot { snap: 1 },
-        Op::Write { vol: 2, offset: 0, len: 12_288, seed: 10 },
+        Op::Write {
+            vol: 2,
+            offset: 0,
+            len: 12_288,
+            seed: 10,
+        },
         Op::CreateSnapshot { vol: 2 },
         Op::Reopen,
         Op::DeleteVolume { vol: 1 },
-        Op::Write { vol: 0, offset: 40_000, len: 6000, seed: 11 },
+        Op::Write {
+            vol: 0,
+            offset: 40_000,
+            len: 6000,
+            seed: 11,
+        },
         Op::Flush,
-        Op::Write { vol: 0, offset: 0, len: 4096, seed: 12 },
-        Op::Write { vol: 1, offset: 60_000, len: 3000, seed: 13 },
+        Op::Write {
+            vol: 0,
+            offset: 0,
+            len: 4096,
+            seed: 12,
+        },
+        Op::Write {
+            vol: 1,
+            offset: 60_000,
+            len: 3000,
+            seed: 13,
+        },
     ]
 }
 
@@ -62,12 +135,58 @@ fn splitmix(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Origins and clones sharing blocks after the snapshots between them are
+/// deleted, then unflushed partial and whole-block overwrites on both sides:
+/// neither may ever reach the other's committed content.
+fn clone_workload() -> Vec<Op> {
+    let w = |vol, offset, len, seed| Op::Write {
+        vol,
+        offset,
+        len,
+        seed,
+    };
+    vec![
+        w(0, 0, 32_768, 21),
+        w(2, 65_536, 32_768, 22),
+        Op::CreateSnapshot { vol: 0 },
+        Op::Clone { snap: 0 }, // volume 3: clone of volume 0
+        Op::CreateSnapshot { vol: 2 },
+        Op::Clone { snap: 1 }, // volume 4: clone of volume 2
+        Op::DeleteSnapshot { snap: 0 },
+        Op::DeleteSnapshot { snap: 0 }, // origins and clones now share maps alone
+        w(0, 4096, 8192, 23),           // copy-on-write in the origin
+        w(3, 4096 + 512, 4096, 24),     // the clone, over the same blocks
+        w(4, 65_536, 4096, 25),
+        w(2, 65_536 + 100, 5000, 26),
+        Op::Discard {
+            vol: 3,
+            offset: 16_384,
+            len: 8192,
+        },
+        Op::Flush,
+        w(3, 0, 4096, 27),
+        w(0, 0, 4096, 28),
+        Op::CreateSnapshot { vol: 3 },
+        w(0, 20_000, 3000, 29),
+        w(3, 20_000, 3000, 30),
+        w(4, 70_000, 3000, 31),
+    ]
+}
+
 #[test]
 fn workload_runs_whole_without_a_cut() {
     let full = run(Cut::Never, &SEEDS);
     assert!(!full.cut_hit);
-    assert_eq!(full.completed, workload().len(), "no op of the workload may be skipped");
-    assert!(full.syncs >= 20, "the workload should sync often, did {}", full.syncs);
+    assert_eq!(
+        full.completed,
+        workload().len(),
+        "no op of the workload may be skipped"
+    );
+    assert!(
+        full.syncs >= 20,
+        "the workload should sync often, did {}",
+        full.syncs
+    );
     // Un-synced trailing writes are not a leak: recovery must be clean.
     assert_eq!(full.leaked_blocks, vec![0; SEEDS.len()]);
 }
@@ -86,8 +205,19 @@ fn power_cut_at_every_sync() {
     }
     // Each kind of committing op got crashed at least once (a clean reopen
     // after a flush has nothing left to sync).
-    for kind in ["Flush", "CreateSnapshot", "Restore", "DeleteSnapshot", "Clone", "Checkpoint", "DeleteVolume"] {
-        assert!(in_flight_kinds.contains(kind), "no sync cut hit {kind}: {in_flight_kinds:?}");
+    for kind in [
+        "Flush",
+        "CreateSnapshot",
+        "Restore",
+        "DeleteSnapshot",
+        "Clone",
+        "Checkpoint",
+        "DeleteVolume",
+    ] {
+        assert!(
+            in_flight_kinds.contains(kind),
+            "no sync cut hit {kind}: {in_flight_kinds:?}"
+        );
     }
 }
 
@@ -100,7 +230,10 @@ fn power_cut_at_random_disk_ops() {
     points.extend([0, 1, total - 1]);
     for n in points {
         let r = run(Cut::AfterOps(n), &[splitmix(&mut rng), splitmix(&mut rng)]);
-        assert!(r.cut_hit, "cut after {n} of {total} disk ops was never reached");
+        assert!(
+            r.cut_hit,
+            "cut after {n} of {total} disk ops was never reached"
+        );
     }
 }
 
@@ -116,11 +249,16 @@ fn injected_failure_at_random_disk_ops_poisons_then_recovers() {
         // must surface (the runner then checks the pool is poisoned).
         poisoned += r.cut_hit as usize;
     }
-    assert!(poisoned >= 20, "only {poisoned} of 40 injected failures surfaced");
+    assert!(
+        poisoned >= 20,
+        "only {poisoned} of 40 injected failures surfaced"
+    );
 }
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_mul(31).wrapping_add((i % 253) as u8) | 1).collect()
+    (0..len)
+        .map(|i| seed.wrapping_mul(31).wrapping_add((i % 253) as u8) | 1)
+        .collect()
 }
 
 fn read(pool: &Pool, vol: &str, len: usize) -> Vec<u8> {
@@ -150,7 +288,10 @@ fn failed_sync_poisons_until_reopen_and_keeps_flushed_data() {
         ("write_at", v.write_at(&[9; 10], 0)),
         ("flush", v.flush()),
         ("discard", v.discard(0, 4096)),
-        ("create_snapshot", pool.create_snapshot("v", "s", "").map(drop)),
+        (
+            "create_snapshot",
+            pool.create_snapshot("v", "s", "").map(drop),
+        ),
         ("create_volume", pool.create_volume("w", 4096).map(drop)),
     ] {
         let e = r.expect_err(what);
@@ -159,7 +300,11 @@ fn failed_sync_poisons_until_reopen_and_keeps_flushed_data() {
     let disk_ops = disk.op_count();
     drop(v);
     drop(pool); // must not commit on the way out
-    assert_eq!(disk.op_count(), disk_ops, "dropping a poisoned pool must not write");
+    assert_eq!(
+        disk.op_count(),
+        disk_ops,
+        "dropping a poisoned pool must not write"
+    );
 
     // Reopen the same disk: flushed bytes intact, the unflushed range old or new.
     let pool = Pool::open_in(Arc::new(disk.clone())).unwrap();
@@ -167,7 +312,10 @@ fn failed_sync_poisons_until_reopen_and_keeps_flushed_data() {
     assert_eq!(got[..4096], flushed[..4096]);
     assert_eq!(got[12_288..], flushed[12_288..]);
     for i in 4096..12_288 {
-        assert!(got[i] == flushed[i] || got[i] == newer[i - 4096], "byte {i}");
+        assert!(
+            got[i] == flushed[i] || got[i] == newer[i - 4096],
+            "byte {i}"
+        );
     }
     assert!(pool.check(false).unwrap().ok);
     // ... and it is writable again.
@@ -199,7 +347,10 @@ fn failed_data_write_poisons_and_changes_nothing_durable() {
     let e = v.write_at(&[1; 10], 30_000).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Poisoned, "{e}");
     assert_eq!(pool.flush().unwrap_err().kind(), ErrorKind::Poisoned);
-    assert_eq!(pool.delete_snapshot(snap.id).unwrap_err().kind(), ErrorKind::Poisoned);
+    assert_eq!(
+        pool.delete_snapshot(snap.id).unwrap_err().kind(),
+        ErrorKind::Poisoned
+    );
     drop(v);
     drop(pool);
 
@@ -207,13 +358,15 @@ fn failed_data_write_poisons_and_changes_nothing_durable() {
         let pool = Pool::open_in(Arc::new(disk.crash(seed))).unwrap();
         assert_eq!(read(&pool, "v", 20_000), flushed, "seed {seed}");
         let mut buf = vec![0u8; 20_000];
-        pool.snapshot_reader(snap.id).unwrap().read_at(&mut buf, 0).unwrap();
+        pool.snapshot_reader(snap.id)
+            .unwrap()
+            .read_at(&mut buf, 0)
+            .unwrap();
         assert_eq!(buf, flushed, "seed {seed}: snapshot");
         let report = pool.check(false).unwrap();
         assert!(report.ok, "seed {seed}: {report:?}");
     }
 }
-
 
 /// Engine bug repro (src/journal.rs, `Journal::recover` / `find_later_record`):
 /// a power cut during a commit's journal sync may tear the un-synced append
@@ -262,12 +415,88 @@ fn torn_uncommitted_journal_append_still_opens() {
         .expect("the append changed the journal");
     let append_end = torn.iter().rposition(|&b| b != 0).unwrap() + 1;
     let first_sector_end = (start / 512 + 1) * 512;
-    assert!(append_end > first_sector_end + 512, "the append must span several sectors");
+    assert!(
+        append_end > first_sector_end + 512,
+        "the append must span several sectors"
+    );
     torn[start..first_sector_end].fill(0);
     after.write_file(journal, &torn);
 
-    let pool = Pool::open_in(Arc::new(after)).unwrap_or_else(|e| panic!("pool must open after a torn, uncommitted journal append: {e}"));
+    let pool = Pool::open_in(Arc::new(after))
+        .unwrap_or_else(|e| panic!("pool must open after a torn, uncommitted journal append: {e}"));
     assert_eq!(read(&pool, "v", 8192), flushed);
-    assert!(pool.list_snapshots(None).unwrap().is_empty(), "the snapshot never committed");
+    assert!(
+        pool.list_snapshots(None).unwrap().is_empty(),
+        "the snapshot never committed"
+    );
     assert!(pool.check(false).unwrap().ok);
+}
+
+/// A crash outcome: every file as durably synced, except `data`, which keeps
+/// every write (synced or not). Legal: un-synced writes may all survive.
+fn crash_keeping_data_writes(disk: &SimDisk) -> SimDisk {
+    let after = SimDisk::new();
+    for name in disk.file_names() {
+        let bytes = if name == "data" {
+            disk.read_file(&name)
+        } else {
+            disk.read_durable_file(&name)
+        };
+        after.write_file(&name, &bytes.unwrap());
+    }
+    after
+}
+
+/// Engine bug repro (src/meta/tree.rs, `MetaState::prepare_write`): a
+/// block is written in place when its *in-memory* refcount is 1, but an
+/// uncommitted copy-on-write by another map can have dropped it to 1 while
+/// the durable (committed) state still shares it. Here volume `a` and its
+/// clone `b` share a block; `a` overwrites it (copy-on-write, not yet
+/// committed), then `b`'s write goes in place into the block that `a`'s
+/// committed map still points at. After a power cut, `a`'s flushed bytes
+/// hold `b`'s data: neither what `a` flushed nor what `a` wrote since.
+#[test]
+fn unflushed_write_to_a_clone_never_changes_its_origins_flushed_data() {
+    let disk = SimDisk::new();
+    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+    pool.create_volume("a", 64 * 1024).unwrap();
+    let flushed = pattern(1, 4096);
+    pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
+    let s = pool.create_snapshot("a", "s", "").unwrap();
+    pool.clone_snapshot(s.id, "b").unwrap();
+    pool.delete_snapshot(s.id).unwrap(); // commits: `a` and `b` share one map
+    let a_new = pattern(2, 4096);
+    pool.volume("a").unwrap().write_at(&a_new, 0).unwrap(); // copy-on-write, unflushed
+    pool.volume("b")
+        .unwrap()
+        .write_at(&pattern(3, 4096), 0)
+        .unwrap(); // unflushed
+    disk.cut_power_now();
+    drop(pool);
+
+    let pool = Pool::open_in(Arc::new(crash_keeping_data_writes(&disk))).unwrap();
+    let got = read(&pool, "a", 4096);
+    assert!(
+        got == flushed || got == a_new,
+        "volume a's committed block was overwritten by a write to its clone b"
+    );
+    assert!(pool.check(false).unwrap().ok);
+}
+
+#[test]
+fn clones_sharing_blocks_survive_power_cuts() {
+    let ops = clone_workload();
+    let full = run_crash(&ops, Cut::Never, &SEEDS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        full.completed,
+        ops.len(),
+        "no op of the workload may be skipped"
+    );
+    let mut cuts: Vec<Cut> = (0..full.syncs).map(Cut::AtSync).collect();
+    let mut rng = 0xC10E_u64;
+    cuts.extend((0..32).map(|_| Cut::AfterOps(splitmix(&mut rng) % full.disk_ops)));
+    for cut in cuts {
+        let r = run_crash(&ops, cut, &SEEDS).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.cut_hit, "{cut:?} was never reached");
+    }
 }

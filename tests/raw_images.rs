@@ -35,13 +35,22 @@ fn import_export_round_trip_is_exact_and_sparse() {
     pool.export_volume("vm", &out, &mut |_, _| {}).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let meta = std::fs::metadata(&out).unwrap();
-    assert!(meta.blocks() * 512 < 1024 * 1024, "export must be sparse, uses {} bytes", meta.blocks() * 512);
+    assert!(
+        meta.blocks() * 512 < 1024 * 1024,
+        "export must be sparse, uses {} bytes",
+        meta.blocks() * 512
+    );
 
     let snap = pool.create_snapshot("vm", "s", "").unwrap();
     pool.volume("vm").unwrap().write_at(&[9u8; 100], 0).unwrap();
     let sout = dir.path().join("snap.raw");
-    pool.export_snapshot(snap.id, &sout, &mut |_, _| {}).unwrap();
-    assert_eq!(std::fs::read(&sout).unwrap(), data, "snapshot export is point in time");
+    pool.export_snapshot(snap.id, &sout, &mut |_, _| {})
+        .unwrap();
+    assert_eq!(
+        std::fs::read(&sout).unwrap(),
+        data,
+        "snapshot export is point in time"
+    );
 
     // Import over the existing same-size volume restores the image exactly.
     pool.import_raw("vm", &src, &mut |_, _| {}).unwrap();

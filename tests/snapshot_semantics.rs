@@ -8,7 +8,9 @@ use std::sync::Arc;
 const BS: u32 = 4096;
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i % 251) as u8)).collect()
+    (0..len)
+        .map(|i| seed.wrapping_add((i % 251) as u8))
+        .collect()
 }
 
 #[test]
@@ -20,12 +22,19 @@ fn write_snapshot_overwrite_restore_on_files() {
     let a = pattern(1, 10_000);
     vol.write_at(&a, 1234).unwrap();
     let snap = pool.create_snapshot("vm1", "before", "first").unwrap();
-    assert_eq!(snap.size_bytes, 3 * BS as u64, "10000 bytes at 1234 touch blocks 0..=2");
+    assert_eq!(
+        snap.size_bytes,
+        3 * BS as u64,
+        "10000 bytes at 1234 touch blocks 0..=2"
+    );
     let b = pattern(9, 5000);
     vol.write_at(&b, 3000).unwrap();
 
     let mut got = vec![0u8; 10_000];
-    pool.snapshot_reader(snap.id).unwrap().read_at(&mut got, 1234).unwrap();
+    pool.snapshot_reader(snap.id)
+        .unwrap()
+        .read_at(&mut got, 1234)
+        .unwrap();
     assert_eq!(got, a, "snapshot keeps its point-in-time content");
 
     let mut live = vec![0u8; 5000];
@@ -74,10 +83,17 @@ fn delete_frees_exclusive_blocks_and_reports_exclusive_bytes() {
     let vol = pool.volume("v").unwrap();
     vol.write_at(&pattern(3, 8 * BS as usize), 0).unwrap();
     let s1 = pool.create_snapshot("v", "s1", "").unwrap();
-    assert_eq!(s1.exclusive_bytes, 0, "everything is shared with the volume");
+    assert_eq!(
+        s1.exclusive_bytes, 0,
+        "everything is shared with the volume"
+    );
     vol.write_at(&pattern(4, 2 * BS as usize), 0).unwrap();
     let s1 = pool.snapshot(s1.id).unwrap();
-    assert_eq!(s1.exclusive_bytes, 2 * BS as u64, "two blocks were overwritten in the volume");
+    assert_eq!(
+        s1.exclusive_bytes,
+        2 * BS as u64,
+        "two blocks were overwritten in the volume"
+    );
     let used_before = pool.stats().used_blocks;
     pool.delete_snapshot(s1.id).unwrap();
     assert_eq!(pool.stats().used_blocks, used_before - 2);
@@ -104,7 +120,11 @@ fn clone_shares_then_diverges() {
     assert_eq!(b, vec![0xee; 10]);
     pool.delete_volume("base").unwrap();
     copy.read_at(&mut b, 10).unwrap();
-    assert_eq!(b, pattern(5, 20)[10..].to_vec(), "clone survives deletion of its origin");
+    assert_eq!(
+        b,
+        pattern(5, 20)[10..].to_vec(),
+        "clone survives deletion of its origin"
+    );
     assert!(pool.check(false).unwrap().ok);
 }
 
@@ -113,14 +133,24 @@ fn names_are_validated_and_unique_per_volume() {
     let pool = Pool::create_in(Arc::new(SimDisk::new()), BS).unwrap();
     pool.create_volume("a", 1 << 16).unwrap();
     pool.create_volume("b", 1 << 16).unwrap();
-    pool.create_snapshot("a", "weekly-snapshot-2025-01-08", "").unwrap();
-    let e = pool.create_snapshot("a", "weekly-snapshot-2025-01-08", "").unwrap_err();
+    pool.create_snapshot("a", "weekly-snapshot-2025-01-08", "")
+        .unwrap();
+    let e = pool
+        .create_snapshot("a", "weekly-snapshot-2025-01-08", "")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
-    pool.create_snapshot("b", "weekly-snapshot-2025-01-08", "").unwrap();
+    pool.create_snapshot("b", "weekly-snapshot-2025-01-08", "")
+        .unwrap();
     for bad in ["", "has space", "slash/", &"x".repeat(65)] {
-        assert_eq!(pool.create_snapshot("a", bad, "").unwrap_err().kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        assert_eq!(
+            pool.create_snapshot("a", bad, "").unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "{bad:?}"
+        );
     }
-    let lim = pool.create_snapshot_limited("b", "two", "", Some(1)).unwrap_err();
+    let lim = pool
+        .create_snapshot_limited("b", "two", "", Some(1))
+        .unwrap_err();
     assert_eq!(lim.kind(), ErrorKind::LimitReached);
 }
 
@@ -141,5 +171,9 @@ fn second_process_gets_a_lock_error_naming_the_holder() {
     // A second open in the same process uses a second file description, so flock conflicts.
     let err = Pool::open(dir.path()).err().expect("second open must fail");
     assert_eq!(err.kind(), ErrorKind::Locked);
-    assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
 }

@@ -62,7 +62,7 @@ pub fn verify(page: &Page, page_no: u64, file: &'static str) -> Result<()> {
         return Err(Error::corrupt(
             format!("map node {page_no} checksum mismatch"),
             file,
-            at + CRC_AT as u64,
+            at.saturating_add(CRC_AT as u64),
         ));
     }
     let stored = get_u64(page, PAGE_NO_AT);
@@ -70,14 +70,14 @@ pub fn verify(page: &Page, page_no: u64, file: &'static str) -> Result<()> {
         return Err(Error::corrupt(
             format!("map node {page_no} claims to be page {stored}"),
             file,
-            at + PAGE_NO_AT as u64,
+            at.saturating_add(PAGE_NO_AT as u64),
         ));
     }
     if level(page) >= MAX_LEVELS {
         return Err(Error::corrupt(
             format!("map node {page_no} has level {}", level(page)),
             file,
-            at + LEVEL_AT as u64,
+            at.saturating_add(LEVEL_AT as u64),
         ));
     }
     Ok(())

@@ -69,7 +69,9 @@ pub fn verify(page: &Page, page_no: u64, file: &'static str) -> Result<()> {
             return Err(Error::corrupt(
                 format!("refcount page {page_no} sector {s} checksum mismatch"),
                 file,
-                page_no.saturating_mul(PAGE_SIZE as u64) + at as u64,
+                page_no
+                    .saturating_mul(PAGE_SIZE as u64)
+                    .saturating_add(at as u64),
             ));
         }
     }

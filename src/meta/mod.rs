@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::journal::RecordKind;
 use crate::format::{files, node, PAGE_SIZE};
 use crate::storage::Storage;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Clean pages kept cached per store before trimming (16 MiB each).
@@ -49,6 +49,13 @@ pub(crate) struct MetaState {
     pending_free: HashSet<u64>,
     /// Freed since the last capture (a subset of `pending_free`).
     freed_since_capture: Vec<u64>,
+    /// Data blocks whose refcount dropped in a transaction that is not yet
+    /// durable, with how many such drops are outstanding. The committed maps
+    /// may still share them, so they must not be overwritten in place even
+    /// when their in-memory count is 1.
+    unstable: HashMap<u64, u32>,
+    /// Drops since the last capture (each also counted in `unstable`).
+    unstable_since_capture: Vec<u64>,
     data_hint: u64,
     node_hint: u64,
 }
@@ -67,6 +74,8 @@ pub(crate) enum Replayed {
 pub(crate) struct Txn {
     pub records: Vec<(RecordKind, Vec<u8>)>,
     pub freed: Vec<u64>,
+    /// Blocks whose refcount drops this transaction makes durable.
+    pub stabilized: Vec<u64>,
 }
 
 impl MetaState {
@@ -90,6 +99,8 @@ impl MetaState {
             reserved: HashSet::new(),
             pending_free: HashSet::new(),
             freed_since_capture: Vec::new(),
+            unstable: HashMap::new(),
+            unstable_since_capture: Vec::new(),
             data_hint: 1,
             node_hint: 1,
         }
@@ -152,6 +163,12 @@ impl MetaState {
         let page = match found {
             Some(p) => p,
             None => {
+                if hw >= crate::catalog::MAX_UNITS {
+                    return Err(Error::LimitReached {
+                        what: "map nodes".into(),
+                        limit: crate::catalog::MAX_UNITS,
+                    });
+                }
                 self.catalog.counters.node_hw = hw + 1;
                 hw
             }
@@ -172,6 +189,29 @@ impl MetaState {
         self.catalog.counters.data_used = self.catalog.counters.data_used.saturating_sub(1);
         self.pending_free.insert(block);
         self.freed_since_capture.push(block);
+    }
+
+    /// A block's refcount dropped in memory: until that is durable, the
+    /// committed maps may still point at it.
+    pub(crate) fn mark_unstable(&mut self, block: u64) {
+        *self.unstable.entry(block).or_insert(0) += 1;
+        self.unstable_since_capture.push(block);
+    }
+
+    pub(crate) fn is_unstable(&self, block: u64) -> bool {
+        self.unstable.contains_key(&block)
+    }
+
+    /// The transaction that carried these drops is durable.
+    pub fn release_stabilized(&mut self, blocks: &[u64]) {
+        for b in blocks {
+            if let Some(n) = self.unstable.get_mut(b) {
+                *n -= 1;
+                if *n == 0 {
+                    self.unstable.remove(b);
+                }
+            }
+        }
     }
 
     /// After the commit that freed `blocks` is durable and their space is
@@ -245,7 +285,12 @@ impl MetaState {
             records.push((RecordKind::CatalogOp, crate::codec::encode(op)));
         }
         let freed = std::mem::take(&mut self.freed_since_capture);
-        Ok(Txn { records, freed })
+        let stabilized = std::mem::take(&mut self.unstable_since_capture);
+        Ok(Txn {
+            records,
+            freed,
+            stabilized,
+        })
     }
 
     /// Decode and validate one journal record as soon as it is read, so a
@@ -316,9 +361,21 @@ impl MetaState {
         Ok(())
     }
 
-    /// After replay: start capturing from the recovered state.
-    pub fn finish_replay(&mut self) {
+    /// After replay: check what the journal installed lies inside the
+    /// pool's bounds, then start capturing from the recovered state.
+    pub fn finish_replay(&mut self, file: &'static str) -> Result<()> {
+        let node_hw = self.catalog.counters.node_hw;
+        if let Some(&p) = self.nodes.touched.iter().next_back() {
+            if p == 0 || p >= node_hw {
+                return Err(Error::corrupt(
+                    format!("journal holds map node {p}, outside 1..{node_hw}"),
+                    file,
+                    0,
+                ));
+            }
+        }
         self.captured_counters = self.catalog.counters.clone();
+        Ok(())
     }
 
     pub fn trim_caches(&mut self) {

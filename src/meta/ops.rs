@@ -35,10 +35,16 @@ impl MetaState {
             .ok_or_else(|| Error::not_found("snapshot", id))
     }
 
-    fn next_volume_id(&mut self) -> u64 {
+    fn next_volume_id(&mut self) -> Result<u64> {
         let id = self.catalog.counters.next_volume_id;
+        if id >= crate::catalog::MAX_ID {
+            return Err(Error::LimitReached {
+                what: "volume ids".into(),
+                limit: crate::catalog::MAX_ID,
+            });
+        }
         self.catalog.counters.next_volume_id += 1;
-        id
+        Ok(id)
     }
 
     fn check_volume_name_free(&self, name: &str) -> Result<()> {
@@ -62,7 +68,7 @@ impl MetaState {
         }
         let blocks = size_bytes.div_ceil(self.block_size as u64);
         let rec = VolumeRec {
-            id: self.next_volume_id(),
+            id: self.next_volume_id()?,
             name: name.into(),
             size_bytes,
             levels: node::levels_for(blocks),
@@ -132,6 +138,12 @@ impl MetaState {
             self.node_incref(vol.root)?;
         }
         let id = self.catalog.counters.next_snapshot_id;
+        if id >= crate::catalog::MAX_ID {
+            return Err(Error::LimitReached {
+                what: "snapshot ids".into(),
+                limit: crate::catalog::MAX_ID,
+            });
+        }
         self.catalog.counters.next_snapshot_id += 1;
         let rec = SnapshotRec {
             id,
@@ -213,7 +225,7 @@ impl MetaState {
             self.node_incref(snap.root)?;
         }
         let rec = VolumeRec {
-            id: self.next_volume_id(),
+            id: self.next_volume_id()?,
             name: name.into(),
             size_bytes: snap.size_bytes,
             levels: snap.levels,

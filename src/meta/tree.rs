@@ -130,6 +130,8 @@ impl MetaState {
         self.data_refs.set(block, rc - 1)?;
         if rc == 1 {
             self.free_data_block(block);
+        } else {
+            self.mark_unstable(block);
         }
         Ok(())
     }
@@ -246,7 +248,9 @@ impl MetaState {
         let cur = node::entry(self.node_at(leaf, 0)?, idx);
         if cur != 0 {
             self.check_data_ptr(cur, leaf)?;
-            if self.data_refs.get(cur)? == 1 {
+            // Count 1 in memory is not enough: if a drop to 1 is not yet
+            // durable, a committed map still shares the block.
+            if self.data_refs.get(cur)? == 1 && !self.is_unstable(cur) {
                 return Ok(WriteTarget::InPlace(cur));
             }
         }

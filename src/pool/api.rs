@@ -237,22 +237,28 @@ impl Pool {
     }
 
     pub fn stats(&self) -> PoolStats {
+        // Lock order is commit, then metadata: read the journal length first.
+        let journal = self.inner.journal_len();
         let m = self.inner.meta.lock();
         let c = &m.catalog.counters;
         let bs = self.inner.block_size as u64;
+        let page = crate::format::PAGE_SIZE as u64;
         let refs_bytes = |entries: u64| {
-            entries.div_ceil(crate::format::refpage::PER_PAGE as u64)
-                * crate::format::PAGE_SIZE as u64
+            entries
+                .div_ceil(crate::format::refpage::PER_PAGE as u64)
+                .saturating_mul(page)
         };
         PoolStats {
             block_size: self.inner.block_size,
-            used_bytes: c.data_used * bs,
+            used_bytes: c.data_used.saturating_mul(bs),
             used_blocks: c.data_used,
-            free_blocks: (c.data_hw - 1).saturating_sub(c.data_used),
-            metadata_bytes: c.nodes_used * crate::format::PAGE_SIZE as u64
-                + refs_bytes(c.data_hw)
-                + refs_bytes(c.node_hw)
-                + self.inner.journal_len(),
+            free_blocks: c.data_hw.saturating_sub(1).saturating_sub(c.data_used),
+            metadata_bytes: c
+                .nodes_used
+                .saturating_mul(page)
+                .saturating_add(refs_bytes(c.data_hw))
+                .saturating_add(refs_bytes(c.node_hw))
+                .saturating_add(journal),
             volumes: m.catalog.volumes.len() as u64,
             snapshots: m.catalog.snapshots.len() as u64,
         }

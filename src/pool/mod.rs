@@ -371,7 +371,9 @@ impl PoolInner {
         let Some(txn) = txn else { return Ok(()) };
         self.guard(cs.journal.append(&txn.records))?;
         self.guard(cs.journal.sync())?;
-        // The commit is durable: freed blocks may now go back to the filesystem and the allocator.
+        // The commit is durable: freed blocks may now go back to the filesystem and the allocator,
+        // and blocks it unshared may be written in place.
+        self.meta.lock().release_stabilized(&txn.stabilized);
         self.punch_and_release(&txn.freed);
         let touched = {
             let mut m = self.meta.lock();
@@ -426,6 +428,7 @@ impl PoolInner {
             self.guard(cs.journal.append(&txn.records))?;
             self.guard(cs.journal.sync())?;
             freed = txn.freed;
+            m.release_stabilized(&txn.stabilized);
         }
         self.guard(m.write_checkpoint_pages())?;
         let next = Superblock {
