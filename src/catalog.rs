@@ -197,6 +197,9 @@ impl Catalog {
             if *id != v.id || *id >= c.next_volume_id {
                 return bad(format!("volume {id} has an inconsistent id"));
             }
+            if v.created_unix > crate::info::MAX_UNIX_TIME {
+                return bad(format!("volume {id} was created after the year 9999"));
+            }
             check_map(
                 v.size_bytes,
                 v.levels,
@@ -210,6 +213,9 @@ impl Catalog {
         for (id, s) in &self.snapshots {
             if *id != s.id || *id >= c.next_snapshot_id {
                 return bad(format!("snapshot {id} has an inconsistent id"));
+            }
+            if s.created_unix > crate::info::MAX_UNIX_TIME {
+                return bad(format!("snapshot {id} was created after the year 9999"));
             }
             if !self.volumes.contains_key(&s.volume_id) {
                 return bad(format!(

@@ -66,8 +66,12 @@ pub struct CheckReport {
     pub repaired: u64,
 }
 
+/// Latest time RFC 3339 can write: 9999-12-31T23:59:59Z.
+pub(crate) const MAX_UNIX_TIME: u64 = 253_402_300_799;
+
 pub(crate) fn rfc3339(unix: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    // The catalog rejects later times; clamp anyway so formatting cannot fail.
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.min(MAX_UNIX_TIME));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
@@ -76,4 +80,16 @@ pub(crate) fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_and_far_future_ones_do_not_panic() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(MAX_UNIX_TIME), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+    }
 }
