@@ -15,6 +15,8 @@ pub mod format;
 mod info;
 mod journal;
 mod meta;
+/// NBD block export; the wire codecs build without the `server` feature.
+pub mod nbd;
 mod pool;
 mod rangelock;
 mod rawio;

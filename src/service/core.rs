@@ -21,6 +21,8 @@ pub struct Service {
     pub(crate) admin: Mutex<()>,
     /// Idempotency keys whose first request is still running.
     pub(crate) in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Read-write NBD exports: only running servers' disks have one.
+    pub(crate) exports: crate::nbd::ExportControl,
 }
 
 /// An authenticated caller.
@@ -48,6 +50,7 @@ impl Service {
         for (_, t) in store::load_all::<TokenRec>(&pool, store::TOKENS)? {
             reg.tokens.insert(t.id.clone(), t);
         }
+        let exports = crate::nbd::ExportControl::new();
         let mut by_volume = HashMap::new();
         for (key, mut s) in store::load_all::<ServerRec>(&pool, store::SERVERS)? {
             match pool.volume_info(&s.volume) {
@@ -61,6 +64,9 @@ impl Service {
             // A restore is atomic in the engine; its in-memory state is not kept.
             if s.status == ServerStatus::Restoring {
                 s.status = ServerStatus::Stopped;
+            }
+            if s.status != ServerStatus::Running {
+                exports.disable_rw(&s.volume);
             }
             by_volume.insert(s.volume.clone(), s.id);
             reg.servers.insert(s.id, ServerSlot::new(s));
@@ -83,12 +89,19 @@ impl Service {
             reg: Mutex::new(reg),
             admin: Mutex::new(()),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
+            exports,
         })
     }
 
     /// The pool underneath.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// What the NBD listener may export read-write; pass it to
+    /// [`crate::nbd::serve`] so server stops and restores close connections.
+    pub fn exports(&self) -> &crate::nbd::ExportControl {
+        &self.exports
     }
 
     /// The caller a bearer token stands for; None for an unknown or

@@ -125,6 +125,7 @@ impl Service {
         let slot = ServerSlot::new(rec);
         let view = admin_view(&slot);
         self.reg.lock().servers.insert(view.server.id, slot);
+        self.exports.enable_rw(&volume);
         Ok(view)
     }
 
@@ -132,9 +133,13 @@ impl Service {
     pub fn delete_server(&self, id: u64) -> Result<(), ServiceError> {
         let _admin = self.admin.lock();
         self.with_server_ops(None, id, |rec| {
+            // Its NBD connections close before the disk goes.
+            self.exports.disable_rw(&rec.volume);
             // Volume first: a crash before the record goes is finished at
             // the next open, which drops servers whose volume is gone.
-            self.pool.delete_volume(&rec.volume)?;
+            self.pool
+                .delete_volume(&rec.volume)
+                .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
             store::delete(&self.pool, &store::server_key(id))?;
             self.reg.lock().unindex_server(id);
             Ok(())
@@ -174,12 +179,26 @@ impl Service {
             ServerStatus::Stopped
         };
         self.with_server_ops(Some(account), id, |rec| {
+            // A stop closes the disk's NBD connections, flushed, before it
+            // is recorded; a failed change restores the export.
+            self.sync_export(&rec.volume, status);
             if rec.status != status {
-                self.persist_status(rec, status)?;
+                self.persist_status(rec, status)
+                    .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
             }
             Ok(())
         })?;
         self.server(account, id)
+    }
+
+    /// Make the disk's read-write NBD export follow a server status: only
+    /// a running server's disk is exported. Disabling blocks until the
+    /// volume's connections have flushed and closed.
+    pub(crate) fn sync_export(&self, volume: &str, status: ServerStatus) {
+        match status {
+            ServerStatus::Running => self.exports.enable_rw(volume),
+            _ => self.exports.disable_rw(volume),
+        }
     }
 
     pub(crate) fn persist_status(

@@ -190,8 +190,12 @@ impl Service {
         // Look again under the lock: the snapshot or server may have gone.
         self.snapshot_server(account, id)?;
         let (rec, _) = self.server_rec(Some(account), server)?;
+        // No NBD write may race the restore: the disk's connections flush
+        // and close first, and none reopen while the server is stopped.
+        self.sync_export(&rec.volume, ServerStatus::Stopped);
         if rec.status != ServerStatus::Stopped {
-            self.persist_status(&rec, ServerStatus::Stopped)?;
+            self.persist_status(&rec, ServerStatus::Stopped)
+                .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
         }
         self.set_restoring(server, true);
         let restored = self.pool.restore_snapshot(id);

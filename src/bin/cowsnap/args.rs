@@ -59,6 +59,16 @@ pub enum Command {
         /// Also set up account demo (a new token each run) and server web-server-01 (id 12345).
         #[arg(long)]
         demo: bool,
+        /// Also export volumes over NBD (docs/NBD.md): HOST:PORT, a port (on 127.0.0.1), or unix:PATH.
+        #[arg(long, value_name = "ADDR")]
+        nbd: Option<String>,
+    },
+    /// Export the pool's volumes and snapshots over NBD alone, until Ctrl-C or SIGTERM (docs/NBD.md).
+    Nbd {
+        pool: PathBuf,
+        /// HOST:PORT, a port (on 127.0.0.1), or unix:PATH.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10809")]
+        listen: String,
     },
     /// Create service accounts (while the service is stopped).
     #[command(subcommand)]

@@ -3,6 +3,7 @@
 mod account;
 mod check;
 mod init;
+mod nbd;
 mod read;
 mod serve;
 mod server;
@@ -96,7 +97,13 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
         }),
         Command::Check { pool, repair, json } => check::run(&pool, repair, json.json),
         Command::Stats { pool, json } => done(stats::run(&pool, json.json)),
-        Command::Serve { pool, listen, demo } => done(serve::run(&pool, &listen, demo)),
+        Command::Serve {
+            pool,
+            listen,
+            demo,
+            nbd,
+        } => done(serve::run(&pool, &listen, demo, nbd.as_deref())),
+        Command::Nbd { pool, listen } => done(nbd::run(&pool, &listen)),
         Command::Account(AccountCommand::Create { pool, account }) => {
             done(account::create(&pool, &account))
         }

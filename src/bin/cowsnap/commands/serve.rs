@@ -1,5 +1,6 @@
-//! `cowsnap serve`: the REST snapshot service on one pool, until Ctrl-C or
-//! SIGTERM; then in-flight requests finish and the pool is flushed and closed.
+//! `cowsnap serve`: the REST snapshot service on one pool (and, with
+//! `--nbd`, the block export), until Ctrl-C or SIGTERM; then in-flight
+//! requests finish and the pool is flushed and closed.
 
 use super::service_session::service_error;
 use crate::fail::{CliError, CliResult};
@@ -9,10 +10,10 @@ use cowsnap::{ErrorKind, Pool};
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn run(path: &Path, listen: &str, demo: bool) -> CliResult<()> {
+pub fn run(path: &Path, listen: &str, demo: bool, nbd: Option<&str>) -> CliResult<()> {
     run::init_logging();
     let pool = open_or_create(path)?;
-    let served = serve(&pool, listen, demo);
+    let served = serve(&pool, listen, demo, nbd);
     let closed = pool.close();
     served?;
     closed?;
@@ -44,7 +45,7 @@ fn open_or_create(path: &Path) -> CliResult<Pool> {
     }
 }
 
-fn serve(pool: &Pool, listen: &str, demo: bool) -> CliResult<()> {
+fn serve(pool: &Pool, listen: &str, demo: bool, nbd: Option<&str>) -> CliResult<()> {
     // Bind before the first-run setup, so a busy port does not use up the
     // one showing of the admin token.
     let listener = std::net::TcpListener::bind(listen)
@@ -63,6 +64,9 @@ fn serve(pool: &Pool, listen: &str, demo: bool) -> CliResult<()> {
         let _in_runtime = runtime.enter();
         run::shutdown_signal().map_err(|e| CliError::io("installing signal handlers", e))?
     };
+    let nbd_listener = nbd
+        .map(|addr| runtime.block_on(super::nbd::bind(addr)))
+        .transpose()?;
     let svc = Service::open(pool.clone()).map_err(service_error)?;
     if let Some(admin) = svc.ensure_admin().map_err(service_error)? {
         print_text(&format!(
@@ -85,8 +89,30 @@ fn serve(pool: &Pool, listen: &str, demo: bool) -> CliResult<()> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| CliError::io(format!("listening on {listen}"), e))?;
         print_text(&format!("listening on http://{addr}\n"))?;
-        run::serve(Arc::new(svc), listener, shutdown)
-            .await
-            .map_err(|e| CliError::io("serving", e))
+        let svc = Arc::new(svc);
+        let Some(nbd_listener) = nbd_listener else {
+            return run::serve(svc, listener, shutdown)
+                .await
+                .map_err(|e| CliError::io("serving", e));
+        };
+        // One signal stops both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|&v| v).await;
+        };
+        let rest = run::serve(svc.clone(), listener, until_stopped(stopped.clone()));
+        let export = super::nbd::serve(
+            pool.clone(),
+            nbd_listener,
+            svc.exports().clone(),
+            until_stopped(stopped),
+        );
+        let ((), rest, export) = tokio::join!(signal, rest, export);
+        rest.map_err(|e| CliError::io("serving", e))?;
+        export
     })
 }
