@@ -17,6 +17,8 @@ mod journal;
 mod meta;
 /// NBD block export; the wire codecs build without the `server` feature.
 pub mod nbd;
+/// Bulk copies into a volume with reading and writing overlapped.
+pub mod pipeline;
 mod pool;
 mod rangelock;
 mod rawio;

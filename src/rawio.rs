@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::info::VolumeInfo;
+use crate::pipeline::{copy_overlapped, Filled};
 use crate::pool::Pool;
 use crate::volume::is_zero;
 use rustix::fs::{seek, SeekFrom};
@@ -11,8 +12,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Bytes moved per step: large enough to amortize syscalls and metadata work.
-const CHUNK: u64 = 8 << 20;
+/// Bytes moved per step: large enough to amortize syscalls and metadata
+/// work; [`crate::pipeline::WRITERS`] + 2 of them are in memory at once.
+const CHUNK: u64 = 4 << 20;
 
 fn chunk_size(block_size: u32) -> u64 {
     CHUNK.max(block_size as u64) / block_size as u64 * block_size as u64
@@ -75,32 +77,42 @@ impl Pool {
         let vol = self.volume(volume)?;
         let bs = self.block_size() as u64;
         let chunk = chunk_size(self.block_size());
-        let mut buf = vec![0u8; chunk as usize];
         let mut pos = 0u64;
-        while pos < len {
-            let data_at = next_data(&file, pos, len).min(len);
-            // Skip whole blocks of hole; an existing volume must read zeros there too.
-            let hole_end = data_at / bs * bs;
-            if hole_end > pos {
-                if existing {
-                    vol.discard(pos, hole_end - pos)?;
+        // Reading the next chunk overlaps writing the previous ones.
+        copy_overlapped(
+            chunk as usize,
+            |buf| {
+                if pos >= len {
+                    return Ok(Filled::End);
                 }
-                pos = hole_end;
+                let data_at = next_data(&file, pos, len).min(len);
+                // Skip whole blocks of hole; an existing volume must read zeros there too.
+                let hole_end = data_at / bs * bs;
+                if hole_end > pos {
+                    if existing {
+                        vol.discard(pos, hole_end - pos)?;
+                    }
+                    pos = hole_end;
+                    progress(pos, len);
+                    return Ok(Filled::Skip);
+                }
+                let data_end = next_hole(&file, data_at, len).max(pos + 1);
+                let end = (pos + chunk).min(data_end.div_ceil(bs) * bs).min(len);
+                let n = (end - pos) as usize;
+                file.read_exact_at(&mut buf[..n], pos)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+                let at = pos;
+                pos = end;
                 progress(pos, len);
-                continue;
-            }
-            let data_end = next_hole(&file, data_at, len).max(pos + 1);
-            let end = (pos + chunk).min(data_end.div_ceil(bs) * bs).min(len);
-            let n = (end - pos) as usize;
-            file.read_exact_at(&mut buf[..n], pos)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            if existing || !is_zero(&buf[..n]) {
                 // The write path unmaps whole zero blocks itself.
-                vol.write_at(&buf[..n], pos)?;
-            }
-            pos = end;
-            progress(pos, len);
-        }
+                if existing || !is_zero(&buf[..n]) {
+                    Ok(Filled::Data { pos: at, len: n })
+                } else {
+                    Ok(Filled::Skip)
+                }
+            },
+            |data, at| vol.write_at(data, at),
+        )?;
         vol.flush()?;
         vol.info()
     }

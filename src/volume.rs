@@ -307,7 +307,7 @@ impl Volume {
                 Some(WriteTarget::Fresh { block, old }) => {
                     // Partial write to a new block: merge with the old bytes (or zeros).
                     flush_run(&mut run)?;
-                    let mut whole = vec![0u8; bs as usize];
+                    let mut whole = crate::storage::AlignedBuf::zeroed(bs as usize);
                     if old != 0 {
                         data.read_at(&mut whole, old * bs)
                             .map_err(|e| Error::io("reading block to copy", e))?;

@@ -222,7 +222,9 @@ impl Pool {
             ));
         }
         let open = |name: &str| dir.open(name).map_err(io("opening pool file"));
-        let data = open(files::DATA)?;
+        let data = dir
+            .open_data(files::DATA)
+            .map_err(io("opening pool file"))?;
         let journals = [open(files::JOURNALS[0])?, open(files::JOURNALS[1])?];
         let mut meta = MetaState::new(
             sb.block_size,

@@ -2,10 +2,12 @@
 //! set of files), so tests can swap in a simulated disk that loses or tears
 //! un-synced writes and fails on demand.
 
+mod aligned;
 mod file;
 pub mod sim;
 
-pub use file::{FileStorage, FsDir};
+pub use aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
+pub use file::{FileStorage, FsDir, DIRECT_MIN_LEN};
 
 use std::io;
 use std::sync::Arc;
@@ -66,6 +68,12 @@ pub(crate) fn copy_via_buffer<S: Storage + ?Sized>(
 pub trait Dir: Send + Sync {
     /// Open (creating if missing) the named file.
     fn open(&self, name: &str) -> io::Result<Arc<dyn Storage>>;
+    /// Open a file of bulk data blocks. Real files may then send large
+    /// aligned writes around the page cache; the contract is unchanged
+    /// (durable only after `sync`).
+    fn open_data(&self, name: &str) -> io::Result<Arc<dyn Storage>> {
+        self.open(name)
+    }
     /// Whether the named file exists.
     fn exists(&self, name: &str) -> io::Result<bool>;
     /// A printable description (a path) for messages.

@@ -6,6 +6,7 @@ use crate::fail::{CliError, CliResult};
 use crate::output::print_text;
 use crate::progress::Progress;
 use crate::session::with_pool;
+use cowsnap::pipeline::{copy_overlapped, Filled};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -52,31 +53,39 @@ pub fn run(path: &Path, volume: &str, offset: u64, file: &Path) -> CliResult<()>
         }
         let block_size = pool.block_size() as u64;
         let mut progress = Progress::new(format!("writing {}", input.name));
-        let mut buf = vec![0u8; CHUNK];
         let mut pos = offset;
-        loop {
-            let want = aligned_len(pos, block_size);
-            let n = read_full(&mut input.reader, &mut buf[..want])
-                .map_err(|e| CliError::io(format!("reading {}", input.name), e))?;
-            if n == 0 {
-                break;
-            }
-            if past_end(pos - offset + n as u64) {
-                return Err(CliError::Message(format!(
-                    "{} is longer than the {} bytes from offset {offset} to the end of volume {volume}; \
-                     {} bytes were written before stopping",
-                    input.name,
-                    size - offset,
-                    pos - offset
-                )));
-            }
-            vol.write_at(&buf[..n], pos)?;
-            pos += n as u64;
-            progress.update(pos - offset, input.len.unwrap_or(0));
-            if n < want {
-                break;
-            }
-        }
+        let mut ended = false;
+        // Reading the next chunk overlaps writing the previous ones.
+        copy_overlapped(
+            CHUNK,
+            |buf| {
+                if ended {
+                    return Ok(Filled::End);
+                }
+                let want = aligned_len(pos, block_size);
+                let n = read_full(&mut input.reader, &mut buf[..want])
+                    .map_err(|e| CliError::io(format!("reading {}", input.name), e))?;
+                if n == 0 {
+                    return Ok(Filled::End);
+                }
+                if past_end(pos - offset + n as u64) {
+                    // Returned once every earlier chunk is written.
+                    return Err(CliError::Message(format!(
+                        "{} is longer than the {} bytes from offset {offset} to the end of volume {volume}; \
+                         {} bytes were written before stopping",
+                        input.name,
+                        size - offset,
+                        pos - offset
+                    )));
+                }
+                let at = pos;
+                pos += n as u64;
+                ended = n < want;
+                progress.update(pos - offset, input.len.unwrap_or(0));
+                Ok(Filled::Data { pos: at, len: n })
+            },
+            |data, at| vol.write_at(data, at).map_err(CliError::from),
+        )?;
         vol.flush()?;
         progress.finish();
         Ok(pos - offset)
