@@ -152,6 +152,12 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
 
 /// Most data blocks or node pages a pool may have (2^48: 16 EiB of 64 KiB blocks).
 pub const MAX_UNITS: u64 = 1 << 48;
+
+/// Most data blocks a pool of `block_size` may have: also keeps every block's
+/// byte offset (block × block size) below 2^62, inside a file offset.
+pub fn max_data_blocks(block_size: u32) -> u64 {
+    MAX_UNITS.min((1u64 << 62) / u64::from(block_size.max(1)))
+}
 /// Largest volume or snapshot id.
 pub const MAX_ID: u64 = 1 << 62;
 
@@ -177,11 +183,14 @@ impl Catalog {
         if c.data_hw == 0 || c.node_hw == 0 || c.next_volume_id == 0 || c.next_snapshot_id == 0 {
             return bad("catalog counters are zero".into());
         }
-        // Bounds that keep every product with a block or page size inside u64.
-        if c.data_hw > MAX_UNITS || c.node_hw > MAX_UNITS {
+        // Bounds that keep every product with a block or page size inside
+        // a file offset.
+        if c.data_hw > max_data_blocks(block_size) || c.node_hw > MAX_UNITS {
             return bad(format!(
-                "catalog counts {} data blocks and {} node pages, beyond 2^48",
-                c.data_hw, c.node_hw
+                "catalog counts {} data blocks of {block_size} bytes and {} node pages, beyond {} and 2^48",
+                c.data_hw,
+                c.node_hw,
+                max_data_blocks(block_size)
             ));
         }
         if c.data_used >= c.data_hw || c.nodes_used >= c.node_hw {
@@ -260,6 +269,25 @@ fn check_map(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_block_offsets_stay_inside_a_file_offset_for_every_block_size() {
+        for shift in 12..=20 {
+            let bs = 1u32 << shift;
+            let max = max_data_blocks(bs);
+            assert!(max.checked_mul(u64::from(bs)).is_some_and(|b| b <= 1 << 62));
+            let mut c = Catalog::new();
+            c.counters.data_hw = max;
+            assert!(
+                c.validate(bs, "j").is_ok(),
+                "{bs}: the limit itself is valid"
+            );
+            c.counters.data_hw = max + 1;
+            assert!(c.validate(bs, "j").is_err(), "{bs}: one past it is corrupt");
+        }
+        // 2^48 blocks of 1 MiB would be 2^68 bytes: the old bound let it wrap.
+        assert!(max_data_blocks(1 << 20) < MAX_UNITS);
+    }
 
     #[test]
     fn names() {

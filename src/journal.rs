@@ -234,7 +234,8 @@ impl Journal {
         };
         // A damaged record followed by intact later ones of this generation is
         // corruption in committed history, not a torn tail.
-        if let Some(at) = find_later_record(&mut reader, offset + 8, generation, seq).map_err(io)? {
+        let tail = scan_tail(&mut reader, end, offset + 8, generation, seq).map_err(io)?;
+        if let Some(at) = tail.later_record {
             return Err(Error::corrupt(
                 format!("journal record at byte {offset} is damaged ({stop:?}) but a later record at byte {at} is intact"),
                 name,
@@ -249,8 +250,14 @@ impl Journal {
             ));
         }
         state.finish_replay(name)?;
-        // Whatever a crash left after `end` stays; records written from now
-        // on use a new epoch, so it can never be read as theirs.
+        if tail.dirty {
+            // A crash left a torn append after `end`. New records will
+            // overwrite it only in part, and a later epoch alone cannot keep
+            // its remains out: an open that commits nothing reuses the epoch.
+            // So zero it, durably, before anything is appended.
+            zero_tail(&file, end, promised_len.max(file_len))
+                .map_err(|e| Error::io(format!("clearing the torn tail of {name}"), e))?;
+        }
         Ok(Journal {
             file,
             name,
@@ -306,17 +313,28 @@ impl Journal {
     }
 }
 
+/// What lies after the valid end of the log.
+struct Tail {
+    /// Proof that a damaged record was committed history (see [`scan_tail`]).
+    later_record: Option<u64>,
+    /// Whether any byte after the valid end is non-zero.
+    dirty: bool,
+}
+
 /// Looks past a damaged record for proof that it was committed history and
 /// not the torn final append: an intact Commit of this epoch followed by
 /// another intact record. Only the last append can be torn by a crash, and
 /// an append is one transaction, so a record after a later Commit means the
-/// damaged one was synced before. Returns where that evidence starts.
-fn find_later_record(
+/// damaged one was synced before; `later_record` says where that evidence
+/// starts. Also tells whether anything but zeros follows `end`.
+fn scan_tail(
     reader: &mut Reader,
+    end: u64,
     from: u64,
     generation: u64,
     min_seq: u64,
-) -> std::io::Result<Option<u64>> {
+) -> std::io::Result<Tail> {
+    let mut dirty = reader.bytes(end, from - end)?.iter().any(|&b| b != 0);
     let mut at = from.div_ceil(8) * 8;
     let mut commit_seq: Option<u64> = None;
     while at + RECORD_HEADER_LEN as u64 <= reader.file_len {
@@ -328,10 +346,11 @@ fn find_later_record(
                 continue;
             }
             Some(i) if i >= 8 => {
+                dirty = true;
                 at += (i as u64) / 8 * 8;
                 continue;
             }
-            Some(_) => {}
+            Some(_) => dirty = true,
         }
         let head = reader.bytes(at, RECORD_HEADER_LEN as u64)?;
         if let Ok(h) = decode_record_header(head) {
@@ -339,7 +358,12 @@ fn find_later_record(
                 let full = RECORD_HEADER_LEN as u64 + h.len as u64;
                 if at + full <= reader.file_len && verify_record(reader.bytes(at, full)?).is_ok() {
                     match commit_seq {
-                        Some(c) if h.seq > c => return Ok(Some(at)),
+                        Some(c) if h.seq > c => {
+                            return Ok(Tail {
+                                later_record: Some(at),
+                                dirty,
+                            })
+                        }
                         None if h.kind == RecordKind::Commit => commit_seq = Some(h.seq),
                         _ => {}
                     }
@@ -350,7 +374,34 @@ fn find_later_record(
         }
         at += 8;
     }
-    Ok(None)
+    // The last partial record slot (under a header's length) was not scanned.
+    dirty |= reader
+        .bytes(at, reader.file_len.saturating_sub(at))?
+        .iter()
+        .any(|&b| b != 0);
+    Ok(Tail {
+        later_record: None,
+        dirty,
+    })
+}
+
+/// Make `[end, len)` read as zeros, durably. Zeros are written over each
+/// window holding anything else (punching holes is only a hint on some
+/// filesystems); this runs once, after a crash left a torn append.
+fn zero_tail(file: &Arc<dyn Storage>, end: u64, len: u64) -> std::io::Result<()> {
+    const STEP: u64 = 1 << 20;
+    let mut buf = vec![0u8; STEP as usize];
+    let zeros = vec![0u8; STEP as usize];
+    let mut at = end;
+    while at < len {
+        let n = (len - at).min(STEP) as usize;
+        file.read_at(&mut buf[..n], at)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            file.write_at(&zeros[..n], at)?;
+        }
+        at += n as u64;
+    }
+    file.sync()
 }
 
 /// Windowed reads over the journal so replay does not issue one syscall per record.
@@ -389,5 +440,82 @@ impl Reader {
         }
         let s = (at - self.window_at) as usize;
         Ok(&self.window[s..s + (end - at) as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{encode_refcounts, Table};
+    use crate::storage::sim::SimDisk;
+    use crate::storage::Dir;
+
+    const GEN: u64 = 1;
+    const POOL: u64 = 7;
+
+    fn state(disk: &SimDisk) -> MetaState {
+        let open = |n: &str| disk.open(n).unwrap();
+        MetaState::new(
+            4096,
+            Catalog::new(),
+            open("nodes"),
+            open("node-refs"),
+            open("data-refs"),
+        )
+    }
+
+    fn recover(disk: &SimDisk) -> (Journal, MetaState) {
+        let mut st = state(disk);
+        let j = Journal::recover(disk.open("j").unwrap(), "j", GEN, POOL, &mut st).unwrap();
+        (j, st)
+    }
+
+    /// Sets data refcount `index` to `value`; `extra` entries pad the record.
+    fn refs(entries: &[(u64, u32)]) -> (RecordKind, Vec<u8>) {
+        (
+            RecordKind::RefcountSet,
+            encode_refcounts(Table::Data, entries),
+        )
+    }
+
+    /// Session 1 tears its only append, so session 2 reuses its epoch.
+    /// Session 2's commit then ends exactly where one of the torn
+    /// transaction's records begins, with the seq replay would expect next.
+    /// That record and the torn transaction's Commit must never be replayed.
+    #[test]
+    fn a_torn_append_is_never_replayed_behind_a_later_commit() {
+        let disk = SimDisk::new();
+        let mut catalog = Catalog::new();
+        catalog.counters.data_hw = 100;
+        drop(Journal::start(disk.open("j").unwrap(), "j", GEN, POOL, &catalog).unwrap());
+
+        // Session 1: T = [A, B, C, Commit], each refcount record 56 bytes.
+        let (mut j, _) = recover(&disk);
+        let t_at = j.len();
+        j.append(&[refs(&[(1, 5)]), refs(&[(2, 6)]), refs(&[(3, 7)])])
+            .unwrap();
+        j.sync().unwrap();
+        drop(j);
+        // The crash lost the sector holding A's header.
+        let mut file = disk.read_file("j").unwrap();
+        file[t_at as usize..t_at as usize + 32].fill(0);
+        disk.write_file("j", &file);
+
+        // Session 2: U = [X (80 bytes), Commit (32)] covers exactly A and B.
+        let (mut j, st) = recover(&disk);
+        assert_eq!(j.len(), t_at, "T never committed");
+        drop(st);
+        j.append(&[refs(&[(10, 1), (11, 1), (12, 1)])]).unwrap();
+        assert_eq!(j.len(), t_at + 112);
+        j.sync().unwrap();
+        drop(j);
+
+        let (_, mut st) = recover(&disk);
+        assert_eq!(st.data_refs.get(10).unwrap(), 1, "U committed");
+        assert_eq!(
+            st.data_refs.get(3).unwrap(),
+            0,
+            "record C of the torn transaction was replayed"
+        );
     }
 }

@@ -241,8 +241,7 @@ impl Volume {
                 in_block == 0 && n == self.block_len(lb) && is_zero(&buf[at..at + n])
             })
             .collect();
-        let targets = {
-            let mut m = self.pool.meta.lock();
+        let targets = self.pool.mutate(|m| {
             let mut targets = Vec::with_capacity(plan.len());
             for (i, &(lb, ..)) in plan.iter().enumerate() {
                 let t = if zero_whole[i] {
@@ -253,13 +252,13 @@ impl Volume {
                 match t {
                     Ok(t) => targets.push(t),
                     Err(e) => {
-                        abandon(&mut m, &targets);
+                        abandon(m, &targets);
                         return Err(e);
                     }
                 }
             }
-            targets
-        };
+            Ok(targets)
+        })?;
         if let Err(e) = self.write_blocks(buf, &plan, &targets) {
             abandon(&mut self.pool.meta.lock(), &targets);
             self.pool.poison(&e);
@@ -268,13 +267,14 @@ impl Volume {
         // Set only after the data is written: a commit that clears the flag
         // and then syncs must cover every write that set it.
         self.pool.data_dirty.store(true, Ordering::SeqCst);
-        let mut m = self.pool.meta.lock();
-        for (i, t) in targets.iter().enumerate() {
-            if let Some(WriteTarget::Fresh { block, .. }) = t {
-                m.publish_block(self.id, plan[i].0, *block)?;
+        self.pool.mutate(|m| {
+            for (i, t) in targets.iter().enumerate() {
+                if let Some(WriteTarget::Fresh { block, .. }) = t {
+                    m.publish_block(self.id, plan[i].0, *block)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The data I/O of a write: direct writes are coalesced when both the
@@ -349,7 +349,7 @@ impl Volume {
         let _range = self.io.ranges.lock(s.first, s.last + 1, true);
         for (lb, in_block, _at, n) in pieces(bs, offset, len_usize) {
             if in_block == 0 && n == self.block_len(lb) {
-                self.pool.meta.lock().unmap_block(self.id, lb)?;
+                self.pool.mutate(|m| m.unmap_block(self.id, lb))?;
             } else {
                 let mapped = {
                     let mut m = self.pool.meta.lock();

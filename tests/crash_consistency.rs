@@ -500,3 +500,82 @@ fn clones_sharing_blocks_survive_power_cuts() {
         assert!(r.cut_hit, "{cut:?} was never reached");
     }
 }
+
+/// Like the test above, one level up: `a`'s copy-on-write shadows the map
+/// node it shares with `b`, dropping that node's in-memory count to 1. A
+/// write by `b` to a *different* block under that node must not go in
+/// place: `a`'s committed map still reaches the block through the node.
+#[test]
+fn unflushed_write_to_a_clone_never_changes_a_block_its_origin_shares_through_a_node() {
+    let disk = SimDisk::new();
+    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+    pool.create_volume("a", 64 * 1024).unwrap();
+    let flushed = pattern(1, 8192);
+    pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
+    let s = pool.create_snapshot("a", "s", "").unwrap();
+    pool.clone_snapshot(s.id, "b").unwrap();
+    pool.delete_snapshot(s.id).unwrap(); // commits: `a` and `b` share one map
+    let a_new = pattern(2, 4096);
+    pool.volume("a").unwrap().write_at(&a_new, 0).unwrap(); // shadows the shared node
+    pool.volume("b")
+        .unwrap()
+        .write_at(&pattern(3, 4096), 4096)
+        .unwrap(); // block 1, which only the (shared) node points at
+    disk.cut_power_now();
+    drop(pool);
+
+    let pool = Pool::open_in(Arc::new(crash_keeping_data_writes(&disk))).unwrap();
+    let got = read(&pool, "a", 8192);
+    assert_eq!(
+        got[4096..],
+        flushed[4096..],
+        "volume a's committed block 1 was overwritten by a write to its clone b"
+    );
+    assert!(got[..4096] == flushed[..4096] || got[..4096] == a_new[..]);
+    assert!(pool.check(false).unwrap().ok);
+}
+
+/// A volume delete drops the count of the map it shares with a clone to 1
+/// in memory before its commit is durable. A write to the clone inside that
+/// window must still copy: if power fails before the delete commits, the
+/// volume survives, and its committed blocks must be untouched.
+#[test]
+fn a_clone_write_inside_an_uncommitted_delete_never_reaches_the_deleted_volume() {
+    let disk = SimDisk::new();
+    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+    pool.create_volume("a", 64 * 1024).unwrap();
+    let flushed = pattern(1, 8192);
+    pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
+    let s = pool.create_snapshot("a", "s", "").unwrap();
+    pool.clone_snapshot(s.id, "b").unwrap();
+    pool.delete_snapshot(s.id).unwrap(); // `a` and `b` share one map alone
+    let b = pool.volume("b").unwrap();
+    let (hook_disk, wrote) = (
+        disk.clone(),
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    let hook_wrote = wrote.clone();
+    disk.before_sync(move |file| {
+        if file.starts_with("journal")
+            && !hook_wrote.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            // The delete's transaction is captured, not yet durable.
+            b.write_at(&pattern(3, 4096), 4096).unwrap();
+            hook_disk.cut_power_now();
+        }
+    });
+    assert!(
+        pool.delete_volume("a").is_err(),
+        "power was cut in its commit"
+    );
+    assert!(wrote.load(std::sync::atomic::Ordering::SeqCst));
+    drop(pool);
+
+    let pool = Pool::open_in(Arc::new(crash_keeping_data_writes(&disk))).unwrap();
+    assert_eq!(
+        read(&pool, "a", 8192),
+        flushed,
+        "the undeleted volume's committed block was overwritten by its clone's write"
+    );
+    assert!(pool.check(false).unwrap().ok);
+}

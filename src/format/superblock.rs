@@ -80,14 +80,28 @@ impl Superblock {
                 slot_offset + BLOCK_SIZE_AT as u64,
             ));
         }
+        let generation = get_u64(b, GENERATION_AT);
+        // Generations count checkpoints from 1; the top of the range is
+        // refused so that the next generation always exists.
+        if generation == 0 || generation > MAX_GENERATION {
+            return Err(Error::corrupt(
+                format!("superblock generation {generation} is outside 1..=2^62"),
+                FILE,
+                slot_offset + GENERATION_AT as u64,
+            ));
+        }
         Ok(Some(Superblock {
-            generation: get_u64(b, GENERATION_AT),
+            generation,
             pool_id: get_u64(b, POOL_ID_AT),
             block_size,
             created_unix: get_u64(b, CREATED_AT),
         }))
     }
 }
+
+/// Largest generation a superblock may carry: 2^62 checkpoints never happen,
+/// and `generation + 1` stays far from overflow.
+pub const MAX_GENERATION: u64 = 1 << 62;
 
 pub fn valid_block_size(bs: u32) -> bool {
     bs.is_power_of_two() && (super::MIN_BLOCK_SIZE..=super::MAX_BLOCK_SIZE).contains(&bs)
@@ -127,5 +141,24 @@ mod tests {
         put_u32(&mut b, CRC_AT, crc);
         let err = Superblock::decode(&b, 0).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::UnsupportedVersion);
+    }
+
+    #[test]
+    fn generations_outside_the_range_are_corrupt() {
+        for generation in [0, MAX_GENERATION + 1, u64::MAX] {
+            let b = Superblock {
+                generation,
+                ..sample()
+            }
+            .encode();
+            let err = Superblock::decode(&b, 0).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{generation}");
+            assert!(err.to_string().contains("generation"), "{err}");
+        }
+        let top = Superblock {
+            generation: MAX_GENERATION,
+            ..sample()
+        };
+        assert_eq!(Superblock::decode(&top.encode(), 0).unwrap(), Some(top));
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 const CACHE_PAGES: usize = 4096;
 
 /// Which refcount table a journal record addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Table {
     Data = 0,
     Node = 1,
@@ -49,13 +49,15 @@ pub(crate) struct MetaState {
     pending_free: HashSet<u64>,
     /// Freed since the last capture (a subset of `pending_free`).
     freed_since_capture: Vec<u64>,
-    /// Data blocks whose refcount dropped in a transaction that is not yet
-    /// durable, with how many such drops are outstanding. The committed maps
-    /// may still share them, so they must not be overwritten in place even
-    /// when their in-memory count is 1.
-    unstable: HashMap<u64, u32>,
+    /// Data blocks and map nodes whose refcount dropped in a transaction
+    /// that is not yet durable, with how many such drops are outstanding.
+    /// The committed maps may still share them, so they must not be changed
+    /// in place even when their in-memory count is 1: a data block would be
+    /// overwritten under a committed snapshot, and below a node the blocks
+    /// it reaches would look exclusive.
+    unstable: HashMap<(Table, u64), u32>,
     /// Drops since the last capture (each also counted in `unstable`).
-    unstable_since_capture: Vec<u64>,
+    unstable_since_capture: Vec<(Table, u64)>,
     data_hint: u64,
     node_hint: u64,
 }
@@ -74,8 +76,8 @@ pub(crate) enum Replayed {
 pub(crate) struct Txn {
     pub records: Vec<(RecordKind, Vec<u8>)>,
     pub freed: Vec<u64>,
-    /// Blocks whose refcount drops this transaction makes durable.
-    pub stabilized: Vec<u64>,
+    /// Blocks and nodes whose refcount drops this transaction makes durable.
+    pub stabilized: Vec<(Table, u64)>,
 }
 
 impl MetaState {
@@ -127,13 +129,15 @@ impl MetaState {
         let block = match found {
             Some(b) => b,
             None => {
-                let b = hw;
-                self.catalog.counters.data_hw =
-                    hw.checked_add(1).ok_or_else(|| Error::LimitReached {
+                let limit = crate::catalog::max_data_blocks(self.block_size);
+                if hw >= limit {
+                    return Err(Error::LimitReached {
                         what: "data blocks".into(),
-                        limit: u64::MAX,
-                    })?;
-                b
+                        limit,
+                    });
+                }
+                self.catalog.counters.data_hw = hw + 1;
+                hw
             }
         };
         self.data_hint = block + 1;
@@ -191,24 +195,24 @@ impl MetaState {
         self.freed_since_capture.push(block);
     }
 
-    /// A block's refcount dropped in memory: until that is durable, the
-    /// committed maps may still point at it.
-    pub(crate) fn mark_unstable(&mut self, block: u64) {
-        *self.unstable.entry(block).or_insert(0) += 1;
-        self.unstable_since_capture.push(block);
+    /// A block's or node's refcount dropped in memory: until that is
+    /// durable, the committed maps may still point at it.
+    pub(crate) fn mark_unstable(&mut self, table: Table, index: u64) {
+        *self.unstable.entry((table, index)).or_insert(0) += 1;
+        self.unstable_since_capture.push((table, index));
     }
 
-    pub(crate) fn is_unstable(&self, block: u64) -> bool {
-        self.unstable.contains_key(&block)
+    pub(crate) fn is_unstable(&self, table: Table, index: u64) -> bool {
+        self.unstable.contains_key(&(table, index))
     }
 
     /// The transaction that carried these drops is durable.
-    pub fn release_stabilized(&mut self, blocks: &[u64]) {
-        for b in blocks {
-            if let Some(n) = self.unstable.get_mut(b) {
+    pub fn release_stabilized(&mut self, drops: &[(Table, u64)]) {
+        for key in drops {
+            if let Some(n) = self.unstable.get_mut(key) {
                 *n -= 1;
                 if *n == 0 {
-                    self.unstable.remove(b);
+                    self.unstable.remove(key);
                 }
             }
         }
@@ -374,6 +378,24 @@ impl MetaState {
                 ));
             }
         }
+        // Refcount entries past the high-water marks would make a checkpoint
+        // write pages far beyond the tables' ends.
+        let data_hw = self.catalog.counters.data_hw;
+        for (table, hw) in [(&self.data_refs, data_hw), (&self.node_refs, node_hw)] {
+            let last_page = refpage_of(hw.saturating_sub(1));
+            if let Some(&p) = table.touched.iter().next_back() {
+                if p > last_page {
+                    return Err(Error::corrupt(
+                        format!(
+                            "journal sets {} entries on page {p}, past the {hw} the catalog counts",
+                            table.name()
+                        ),
+                        file,
+                        0,
+                    ));
+                }
+            }
+        }
         self.captured_counters = self.catalog.counters.clone();
         Ok(())
     }
@@ -404,7 +426,12 @@ impl MetaState {
     }
 }
 
-fn encode_refcounts(table: Table, entries: &[(u64, u32)]) -> Vec<u8> {
+/// The refcount page holding entry `index`.
+fn refpage_of(index: u64) -> u64 {
+    crate::format::refpage::locate(index).0
+}
+
+pub(crate) fn encode_refcounts(table: Table, entries: &[(u64, u32)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + entries.len() * 12);
     out.push(table as u8);
     out.extend_from_slice(&[0, 0, 0]);

@@ -31,6 +31,11 @@ impl RefTable {
         }
     }
 
+    /// The table's file name, for messages.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     fn page(&mut self, page_no: u64) -> Result<&mut Page> {
         if !self.pages.contains_key(&page_no) {
             let mut page = Box::new([0u8; PAGE_SIZE]);

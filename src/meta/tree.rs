@@ -2,7 +2,7 @@
 //! refcount push-down (Rodeh). A node's refcount counts the parents (or
 //! roots) pointing at it; a data block's counts the leaves pointing at it.
 
-use super::MetaState;
+use super::{MetaState, Table};
 use crate::error::{Error, Result};
 use crate::format::files;
 use crate::format::node::{self, FANOUT};
@@ -131,7 +131,7 @@ impl MetaState {
         if rc == 1 {
             self.free_data_block(block);
         } else {
-            self.mark_unstable(block);
+            self.mark_unstable(Table::Data, block);
         }
         Ok(())
     }
@@ -150,6 +150,7 @@ impl MetaState {
         }
         self.node_refs.set(page, rc - 1)?;
         if rc > 1 {
+            self.mark_unstable(Table::Node, page);
             return Ok(());
         }
         let children: Vec<u64> = {
@@ -172,10 +173,12 @@ impl MetaState {
     }
 
     /// Make `page` exclusive to the caller's tree: if shared, copy it and
-    /// move one reference from the original to each child.
+    /// move one reference from the original to each child. A count of 1 in
+    /// memory is not enough: if the drop to 1 is not yet durable, a
+    /// committed map still shares the node, and everything below it.
     fn shadow(&mut self, page: u64, level: u8) -> Result<u64> {
         self.check_node_ptr(page, "map")?;
-        if self.node_refs.get(page)? == 1 {
+        if self.node_refs.get(page)? == 1 && !self.is_unstable(Table::Node, page) {
             return Ok(page);
         }
         let src = *self.node_at(page, level)?;
@@ -250,7 +253,7 @@ impl MetaState {
             self.check_data_ptr(cur, leaf)?;
             // Count 1 in memory is not enough: if a drop to 1 is not yet
             // durable, a committed map still shares the block.
-            if self.data_refs.get(cur)? == 1 && !self.is_unstable(cur) {
+            if self.data_refs.get(cur)? == 1 && !self.is_unstable(Table::Data, cur) {
                 return Ok(WriteTarget::InPlace(cur));
             }
         }

@@ -49,9 +49,7 @@ impl Pool {
         self.inner.check_writable()?;
         let id = self
             .inner
-            .meta
-            .lock()
-            .create_volume(name, size_bytes, now_unix())?
+            .mutate(|m| m.create_volume(name, size_bytes, now_unix()))?
             .id;
         self.inner.commit()?;
         Self::volume_info_of(&self.inner.meta.lock(), id)
@@ -99,7 +97,7 @@ impl Pool {
         let io = self.inner.volume_io(id);
         {
             let _gate = io.gate.write();
-            self.inner.meta.lock().delete_volume(id)?;
+            self.inner.mutate(|m| m.delete_volume(id))?;
         }
         self.inner.forget_volume_io(id);
         self.inner.commit()
@@ -132,9 +130,7 @@ impl Pool {
             // completed before this call and none that start after it returns.
             let _gate = io.gate.write();
             self.inner
-                .meta
-                .lock()
-                .create_snapshot(id, name, description, limit, now_unix())?
+                .mutate(|m| m.create_snapshot(id, name, description, limit, now_unix()))?
         };
         self.inner.commit()?;
         Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
@@ -173,9 +169,7 @@ impl Pool {
         self.inner.check_writable()?;
         let rec = self
             .inner
-            .meta
-            .lock()
-            .update_snapshot(id, name, description)?;
+            .mutate(|m| m.update_snapshot(id, name, description))?;
         self.inner.commit()?;
         Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
     }
@@ -188,7 +182,7 @@ impl Pool {
         let io = self.inner.volume_io(vol);
         {
             let _gate = io.gate.write();
-            self.inner.meta.lock().restore_snapshot(id)?;
+            self.inner.mutate(|m| m.restore_snapshot(id))?;
         }
         self.inner.commit()?;
         Self::volume_info_of(&self.inner.meta.lock(), vol)
@@ -203,7 +197,7 @@ impl Pool {
             // Readers of the snapshot hold the gate shared, so its blocks are
             // not freed under them.
             let _gate = io.gate.write();
-            self.inner.meta.lock().delete_snapshot(id)?;
+            self.inner.mutate(|m| m.delete_snapshot(id))?;
         }
         self.inner.commit()
     }
@@ -213,9 +207,7 @@ impl Pool {
         self.inner.check_writable()?;
         let vid = self
             .inner
-            .meta
-            .lock()
-            .clone_snapshot(id, new_volume, now_unix())?
+            .mutate(|m| m.clone_snapshot(id, new_volume, now_unix()))?
             .id;
         self.inner.commit()?;
         Self::volume_info_of(&self.inner.meta.lock(), vid)

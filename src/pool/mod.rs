@@ -334,6 +334,20 @@ impl PoolInner {
         }
     }
 
+    /// Run a metadata change under the metadata lock. A `Corrupt` or `Io`
+    /// error may come after part of the change was made in memory (a bad
+    /// page found halfway down a tree), so it poisons the pool: the half
+    /// change must never reach a commit.
+    pub fn mutate<T>(&self, change: impl FnOnce(&mut MetaState) -> Result<T>) -> Result<T> {
+        let r = change(&mut self.meta.lock());
+        if let Err(e) = &r {
+            if matches!(e.kind(), crate::ErrorKind::Corrupt | crate::ErrorKind::Io) {
+                self.poison(e);
+            }
+        }
+        r
+    }
+
     fn guard<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
             if matches!(e.kind(), crate::ErrorKind::Io) {
@@ -383,7 +397,13 @@ impl PoolInner {
             m.touched_pages()
         };
         if cs.journal.len() > CHECKPOINT_JOURNAL_BYTES || touched > CHECKPOINT_TOUCHED_PAGES {
-            self.checkpoint(&mut cs)?;
+            // The transaction is durable whatever happens next, so the caller
+            // is told it succeeded. A failed checkpoint leaves the pool's
+            // files in an unknown state: refuse writes until reopen, when
+            // recovery replays the journal again.
+            if let Err(e) = self.checkpoint(&mut cs) {
+                self.poison(&e);
+            }
         }
         Ok(())
     }

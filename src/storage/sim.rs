@@ -327,7 +327,13 @@ fn replay(content: &mut Content, op: &PendingOp, rng: &mut SplitMix64) {
 #[derive(Clone, Default)]
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
+    /// Called with a file's name as each sync on it begins, with no lock of
+    /// the disk held, so a test can act inside a commit's window.
+    before_sync: Arc<Mutex<Option<SyncHook>>>,
 }
+
+/// See [`SimDisk::before_sync`].
+pub type SyncHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl SimDisk {
     /// An empty, powered disk.
@@ -366,6 +372,7 @@ impl SimDisk {
                 files,
                 ..State::default()
             })),
+            before_sync: Arc::default(),
         }
     }
 
@@ -383,6 +390,13 @@ impl SimDisk {
     /// is the one that fails.
     pub fn cut_power_at_sync(&self, k: u64) {
         self.state.lock().cut_at_sync = Some(k);
+    }
+
+    /// Run `hook(file name)` at the start of every later sync, before the
+    /// sync is admitted (so the hook may cut power to make it fail). It runs
+    /// on the syncing thread with no lock of the disk held.
+    pub fn before_sync(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        *self.before_sync.lock() = Some(Arc::new(hook));
     }
 
     /// Power dies now: every later operation fails with "simulated power cut".
@@ -506,6 +520,7 @@ impl Dir for SimDisk {
         st.files.entry(name.to_owned()).or_default();
         Ok(Arc::new(SimFile {
             state: Arc::clone(&self.state),
+            before_sync: Arc::clone(&self.before_sync),
             name: name.to_owned(),
         }))
     }
@@ -524,6 +539,7 @@ impl Dir for SimDisk {
 /// An open file of a [`SimDisk`]; all handles to a name share its state.
 struct SimFile {
     state: Arc<Mutex<State>>,
+    before_sync: Arc<Mutex<Option<SyncHook>>>,
     name: String,
 }
 
@@ -566,6 +582,10 @@ impl Storage for SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
+        let hook = self.before_sync.lock().clone();
+        if let Some(hook) = hook {
+            hook(&self.name);
+        }
         self.mutate(true, |f| {
             // Pages are shared, so this copies pointers, not data.
             f.durable = f.written.clone();

@@ -49,7 +49,8 @@ pub fn fuzz_decode_structures(data: &[u8]) {
         );
     }
     let sb = Superblock {
-        generation: page_no,
+        // Generations are 1..=MAX_GENERATION; map anything into that range.
+        generation: page_no % crate::format::superblock::MAX_GENERATION + 1,
         pool_id: u64_at(data, 0),
         block_size: 4096 << (data.first().copied().unwrap_or(0) % 9),
         created_unix: u64_at(data, 16),
