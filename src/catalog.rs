@@ -234,6 +234,40 @@ impl Catalog {
             }
             check_map(s.size_bytes, s.levels, s.root, s.size_blocks, block_size, c)
                 .or_else(|e| bad(format!("snapshot {id}: {e}")))?;
+            // Volumes never change size, so a snapshot has its volume's.
+            if let Some(v) = self.volumes.get(&s.volume_id) {
+                if v.size_bytes != s.size_bytes {
+                    return bad(format!(
+                        "snapshot {id} is {} bytes but its volume {} is {}",
+                        s.size_bytes, v.id, v.size_bytes
+                    ));
+                }
+            }
+        }
+        self.validate_names().or_else(|e| bad(e))
+    }
+
+    /// Names are well formed, volume names unique, and snapshot names
+    /// unique within each volume.
+    fn validate_names(&self) -> std::result::Result<(), String> {
+        let mut volumes = std::collections::HashSet::new();
+        for v in self.volumes.values() {
+            validate_name("volume name", &v.name).map_err(|e| format!("volume {}: {e}", v.id))?;
+            if !volumes.insert(v.name.as_str()) {
+                return Err(format!("two volumes are named {:?}", v.name));
+            }
+        }
+        let mut snapshots = std::collections::HashSet::new();
+        for s in self.snapshots.values() {
+            validate_name("snapshot name", &s.name)
+                .map_err(|e| format!("snapshot {}: {e}", s.id))?;
+            validate_description(&s.description).map_err(|e| format!("snapshot {}: {e}", s.id))?;
+            if !snapshots.insert((s.volume_id, s.name.as_str())) {
+                return Err(format!(
+                    "volume {} has two snapshots named {:?}",
+                    s.volume_id, s.name
+                ));
+            }
         }
         Ok(())
     }

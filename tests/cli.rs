@@ -548,6 +548,31 @@ fn check_finding_corruption_exits_1_and_still_reports() {
 }
 
 #[test]
+fn check_of_a_pool_too_damaged_to_open_still_reports_json() {
+    let f = Fixture::new();
+    f.create_volume("v", "64K");
+    let sb = Path::new(f.pool()).join("superblock");
+    std::fs::write(&sb, vec![0x5a; 8192]).unwrap();
+    let out = cowsnap()
+        .args(["check", f.pool(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["leaked_blocks"], 0);
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors[0].as_str().unwrap().contains("superblock"),
+        "{errors:?}"
+    );
+    // Without --json, the one-line error on stderr, exit 1.
+    let out = cowsnap().args(["check", f.pool()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("superblock"));
+}
+
+#[test]
 fn import_then_export_is_identical_and_sparse() {
     let f = Fixture::new();
     let size = 1 << 20;

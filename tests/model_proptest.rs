@@ -17,7 +17,9 @@ use cowsnap::format::{files, node, refpage, PAGE_SIZE};
 use cowsnap::testkit::fuzz::{
     base_pool_files, damaged_pool_disk, fuzz_decode_structures, fuzz_open_pool, fuzz_ops_with_crash,
 };
-use cowsnap::testkit::{decode_ops, encode_ops, run_crash, run_model, Cut, Op};
+use cowsnap::testkit::{
+    decode_ops, encode_ops, run_crash, run_crash_on, run_model, run_model_on, Cut, Layout, Op,
+};
 use cowsnap::Pool;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -32,8 +34,18 @@ fn cases(default: u32) -> u32 {
 }
 
 fn config(default_cases: u32) -> Config {
+    config_share(default_cases, 1)
+}
+
+/// A config running `1/share` of PROPTEST_CASES when that is set: for the
+/// larger layouts, whose cases cost several times more.
+fn config_share(default_cases: u32, share: u32) -> Config {
+    let cases = match std::env::var("PROPTEST_CASES") {
+        Ok(_) => (cases(default_cases) / share).max(1),
+        Err(_) => default_cases,
+    };
     Config {
-        cases: cases(default_cases),
+        cases,
         // Only this file is ours to write; the failing input is printed.
         failure_persistence: None,
         max_shrink_iters: 2048,
@@ -42,19 +54,36 @@ fn config(default_cases: u32) -> Config {
 }
 
 /// (offset, len): block-aligned whole blocks, arbitrary, or tiny.
-fn io() -> impl Strategy<Value = (u32, u32)> {
+fn io() -> BoxedStrategy<(u32, u32)> {
     prop_oneof![
         (0u32..64, 1u32..=8).prop_map(|(b, n)| (b * 4096, n * 4096)),
         (0u32..262_144, 1u32..20_000),
         (0u32..262_144, 1u32..600),
     ]
+    .boxed()
+}
+
+/// (offset, len) over volumes of a few MiB: whole 64 KiB and 4 KiB blocks,
+/// runs of them, arbitrary ranges, or tiny ones, anywhere in the volume.
+fn wide_io() -> BoxedStrategy<(u32, u32)> {
+    prop_oneof![
+        (0u32..64, 1u32..=4).prop_map(|(b, n)| (b * 65_536, n * 65_536)),
+        (0u32..800, 1u32..=8).prop_map(|(b, n)| (b * 4096, n * 4096)),
+        (0u32..4_194_304, 1u32..150_000),
+        (0u32..4_194_304, 1u32..600),
+    ]
+    .boxed()
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    op_with(io())
+}
+
+fn op_with(io: BoxedStrategy<(u32, u32)>) -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (any::<u8>(), io(), any::<u8>()).prop_map(|(vol, (offset, len), seed)| Op::Write { vol, offset, len, seed }),
-        1 => (any::<u8>(), io()).prop_map(|(vol, (offset, len))| Op::WriteZeroes { vol, offset, len }),
-        2 => (any::<u8>(), io()).prop_map(|(vol, (offset, len))| Op::Discard { vol, offset, len }),
+        8 => (any::<u8>(), io.clone(), any::<u8>()).prop_map(|(vol, (offset, len), seed)| Op::Write { vol, offset, len, seed }),
+        1 => (any::<u8>(), io.clone()).prop_map(|(vol, (offset, len))| Op::WriteZeroes { vol, offset, len }),
+        2 => (any::<u8>(), io).prop_map(|(vol, (offset, len))| Op::Discard { vol, offset, len }),
         2 => Just(Op::Flush),
         3 => any::<u8>().prop_map(|vol| Op::CreateSnapshot { vol }),
         2 => any::<u8>().prop_map(|snap| Op::Restore { snap }),
@@ -102,6 +131,35 @@ proptest! {
         input.extend_from_slice(&off.to_le_bytes()[..3]);
         input.extend_from_slice(&rest);
         fuzz_open_pool(&input);
+    }
+}
+
+proptest! {
+    #![proptest_config(config_share(16, 4))]
+
+    /// Maps with an inner level: the root is shadowed, shared and freed
+    /// above the leaves.
+    #[test]
+    fn engine_matches_model_on_two_level_maps(ops in proptest::collection::vec(op_with(wide_io()), 1..40)) {
+        let run = run_model_on(&Layout::two_level(), &ops, true);
+        prop_assert!(run.is_ok(), "{}", run.unwrap_err());
+    }
+
+    /// The default 64 KiB blocks: partial-block copy-on-write everywhere.
+    #[test]
+    fn engine_matches_model_with_64k_blocks(ops in proptest::collection::vec(op_with(wide_io()), 1..40)) {
+        let run = run_model_on(&Layout::big_blocks(), &ops, true);
+        prop_assert!(run.is_ok(), "{}", run.unwrap_err());
+    }
+
+    #[test]
+    fn crash_anywhere_keeps_the_contract_on_two_level_maps(
+        ops in proptest::collection::vec(op_with(wide_io()), 1..24),
+        cut in cut(),
+        seeds in proptest::collection::vec(any::<u64>(), 1..3),
+    ) {
+        let run = run_crash_on(&Layout::two_level(), &ops, cut, &seeds, true);
+        prop_assert!(run.is_ok(), "{}", run.unwrap_err());
     }
 }
 

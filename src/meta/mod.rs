@@ -400,6 +400,14 @@ impl MetaState {
         Ok(())
     }
 
+    /// Forget every clean cached page, so the next reads verify what is
+    /// on disk now (the integrity check).
+    pub fn drop_clean_caches(&mut self) {
+        self.nodes.trim(0);
+        self.node_refs.trim(0);
+        self.data_refs.trim(0);
+    }
+
     pub fn trim_caches(&mut self) {
         self.nodes.trim(CACHE_PAGES);
         self.node_refs.trim(CACHE_PAGES);

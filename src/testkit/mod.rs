@@ -15,4 +15,7 @@ pub mod runner;
 
 pub use model::Model;
 pub use op::{decode_ops, encode_ops, Op};
-pub use runner::{run_crash, run_crash_with, run_model, CrashRun, Cut, Harness, ModelRun};
+pub use runner::{
+    run_crash, run_crash_on, run_crash_with, run_model, run_model_on, CrashRun, Cut, Harness,
+    Layout, ModelRun,
+};

@@ -19,10 +19,58 @@ use crate::storage::sim::SimDisk;
 use crate::{CheckReport, Pool};
 use std::sync::Arc;
 
-/// Data block size of every pool the runner creates.
+/// Data block size of the default [`Layout`].
 pub const BLOCK_SIZE: u32 = 4096;
-/// Sizes of the volumes a run starts with (one unaligned).
+/// Sizes of the volumes the default [`Layout`] starts with (one unaligned).
 pub const INITIAL_VOLUME_SIZES: [u64; 3] = [64 * 1024, 100_000, 256 * 1024];
+
+/// The pool a run starts from: its block size and its volumes' sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub block_size: u32,
+    pub volume_sizes: Vec<u64>,
+    /// Longest single write, zero or discard.
+    pub max_io_len: u64,
+}
+
+impl Layout {
+    /// 4 KiB blocks and small volumes: every map is a single leaf.
+    pub fn small() -> Layout {
+        Layout {
+            block_size: BLOCK_SIZE,
+            volume_sizes: INITIAL_VOLUME_SIZES.to_vec(),
+            max_io_len: MAX_IO_LEN,
+        }
+    }
+
+    /// 4 KiB blocks with a third volume of 3 MiB + a bit (778 blocks): its
+    /// map has a root above two leaves, so inner nodes are shadowed, shared
+    /// and freed.
+    pub fn two_level() -> Layout {
+        Layout {
+            block_size: BLOCK_SIZE,
+            volume_sizes: vec![64 * 1024, 100_000, (3 << 20) + 12_345],
+            max_io_len: MAX_IO_LEN,
+        }
+    }
+
+    /// The default 64 KiB blocks: most writes are partial-block
+    /// copy-on-writes, and a volume ends inside a block.
+    pub fn big_blocks() -> Layout {
+        Layout {
+            block_size: 64 * 1024,
+            volume_sizes: vec![64 * 1024, 300_000, 1 << 20],
+            // Room for whole-block writes, and runs of them.
+            max_io_len: 4 * 64 * 1024,
+        }
+    }
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout::small()
+    }
+}
 /// `Clone` is skipped once this many volumes exist.
 pub const MAX_VOLUMES: usize = 6;
 /// `CreateSnapshot` is skipped once this many snapshots exist.
@@ -85,10 +133,11 @@ pub fn pattern(nonce: u64, seed: u8, len: usize) -> Vec<u8> {
     out
 }
 
-/// Reduce an op's raw offset and length to a non-empty range of the volume.
-pub fn io_range(size: u64, offset: u32, len: u32) -> (u64, u64) {
+/// Reduce an op's raw offset and length to a non-empty range of the volume,
+/// at most `max_len` long.
+pub fn io_range(size: u64, offset: u32, len: u32, max_len: u64) -> (u64, u64) {
     let off = offset as u64 % size;
-    let max = (size - off).min(MAX_IO_LEN);
+    let max = (size - off).min(max_len);
     (off, (len as u64).clamp(1, max))
 }
 
@@ -133,7 +182,7 @@ fn engine_err(what: &str, e: crate::Error) -> String {
 }
 
 /// Index and a short description of the first difference, if any.
-fn first_diff(actual: &[u8], expected: &[u8]) -> Option<String> {
+fn first_diff(actual: &[u8], expected: &[u8], block_size: u32) -> Option<String> {
     if actual.len() != expected.len() {
         return Some(format!(
             "length {} instead of {}",
@@ -150,7 +199,7 @@ fn first_diff(actual: &[u8], expected: &[u8]) -> Option<String> {
     let count = actual.iter().zip(expected).filter(|(a, b)| a != b).count();
     Some(format!(
         "byte {first} (block {}) reads {:#04x}, expected {:#04x}; {count} bytes differ",
-        first / BLOCK_SIZE as usize,
+        first / block_size as usize,
         actual[first],
         expected[first]
     ))
@@ -162,15 +211,22 @@ pub struct Harness {
     pool: Option<Pool>,
     pub model: Model,
     nonce: u64,
+    block_size: u32,
+    max_io_len: u64,
 }
 
 impl Harness {
-    /// A new pool on `disk` with the [`INITIAL_VOLUME_SIZES`] volumes, all durable.
+    /// A new pool on `disk` with the default [`Layout`], all durable.
     pub fn new(disk: SimDisk) -> Result<Harness, String> {
-        let pool = Pool::create_in(Arc::new(disk.clone()), BLOCK_SIZE)
+        Harness::with_layout(disk, &Layout::default())
+    }
+
+    /// A new pool on `disk` laid out as `layout`, all durable.
+    pub fn with_layout(disk: SimDisk, layout: &Layout) -> Result<Harness, String> {
+        let pool = Pool::create_in(Arc::new(disk.clone()), layout.block_size)
             .map_err(|e| engine_err("creating pool", e))?;
         let mut model = Model::new();
-        for size in INITIAL_VOLUME_SIZES {
+        for &size in &layout.volume_sizes {
             let name = model.fresh_name("v");
             pool.create_volume(&name, size)
                 .map_err(|e| engine_err("creating volume", e))?;
@@ -183,16 +239,21 @@ impl Harness {
             pool: Some(pool),
             model,
             nonce: 0,
+            block_size: layout.block_size,
+            max_io_len: layout.max_io_len,
         })
     }
 
     /// Continue with an open pool whose content `model` describes exactly.
     pub fn resume(disk: SimDisk, pool: Pool, model: Model, nonce: u64) -> Harness {
+        let block_size = pool.block_size();
         Harness {
             disk,
             pool: Some(pool),
             model,
             nonce,
+            block_size,
+            max_io_len: MAX_IO_LEN,
         }
     }
 
@@ -209,9 +270,10 @@ impl Harness {
 
     fn plan(&mut self, op: &Op) -> Option<Step> {
         let m = &mut self.model;
+        let max_io_len = self.max_io_len;
         let io = |m: &Model, vol: u8, offset: u32, len: u32| {
             let v = &m.volumes[m.pick_volume(vol)?];
-            let (off, len) = io_range(v.size(), offset, len);
+            let (off, len) = io_range(v.size(), offset, len, max_io_len);
             Some((v.name.clone(), off, len))
         };
         Some(match *op {
@@ -495,7 +557,7 @@ impl Harness {
             handle
                 .read_at(&mut buf, 0)
                 .map_err(|e| engine_err(&format!("reading volume {}", v.name), e))?;
-            if let Some(d) = first_diff(&buf, &v.data) {
+            if let Some(d) = first_diff(&buf, &v.data, self.block_size) {
                 return Err(format!("volume {}: {d}", v.name));
             }
             let extents = handle
@@ -530,7 +592,7 @@ impl Harness {
         }
         for s in &m.snapshots {
             let got = read_snapshot(pool, s.id, s.data.len())?;
-            if let Some(d) = first_diff(&got, &s.data) {
+            if let Some(d) = first_diff(&got, &s.data, self.block_size) {
                 return Err(format!(
                     "snapshot {} ({}) of {}: {d}",
                     s.id, s.name, s.volume
@@ -545,6 +607,36 @@ impl Harness {
             ));
         }
         Ok(())
+    }
+
+    /// Every volume and snapshot exported as a raw file reads exactly as
+    /// modelled.
+    pub fn verify_exports(&self) -> Result<(), String> {
+        let pool = self.pool()?;
+        let dir = tempfile_dir()?;
+        let out = dir.join("export.raw");
+        let compare = |what: &str, want: &[u8]| -> Result<(), String> {
+            let got = std::fs::read(&out).map_err(|e| format!("reading export of {what}: {e}"))?;
+            match first_diff(&got, want, self.block_size) {
+                Some(d) => Err(format!("export of {what}: {d}")),
+                None => Ok(()),
+            }
+        };
+        let result = (|| {
+            for v in &self.model.volumes {
+                pool.export_volume(&v.name, &out, &mut |_, _| {})
+                    .map_err(|e| engine_err(&format!("exporting volume {}", v.name), e))?;
+                compare(&format!("volume {}", v.name), &v.data)?;
+            }
+            for s in &self.model.snapshots {
+                pool.export_snapshot(s.id, &out, &mut |_, _| {})
+                    .map_err(|e| engine_err(&format!("exporting snapshot {}", s.id), e))?;
+                compare(&format!("snapshot {}", s.id), &s.data)?;
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 
     /// `check(false)`, failing unless ok.
@@ -590,8 +682,14 @@ pub struct ModelRun {
 /// `verify_each`) and at the end; then `check(false)` must be ok with no
 /// leaks, and so again after a clean reopen.
 pub fn run_model(ops: &[Op], verify_each: bool) -> Result<ModelRun, String> {
+    run_model_on(&Layout::default(), ops, verify_each)
+}
+
+/// [`run_model`] on a pool laid out as `layout`; also exports every volume
+/// and snapshot as a raw file at the end and compares it with the model.
+pub fn run_model_on(layout: &Layout, ops: &[Op], verify_each: bool) -> Result<ModelRun, String> {
     let disk = SimDisk::new();
-    let mut h = Harness::new(disk.clone())?;
+    let mut h = Harness::with_layout(disk.clone(), layout)?;
     let mut applied = 0;
     for (i, op) in ops.iter().enumerate() {
         let Some(step) = h.plan(op) else { continue };
@@ -605,6 +703,8 @@ pub fn run_model(ops: &[Op], verify_each: bool) -> Result<ModelRun, String> {
         }
     }
     h.verify().map_err(|e| format!("at the end: {e}"))?;
+    h.verify_exports()
+        .map_err(|e| format!("exports at the end: {e}"))?;
     let clean = |h: &Harness, when: &str| -> Result<(), String> {
         let r = h.check().map_err(|e| format!("{when}: {e}"))?;
         if r.leaked_blocks != 0 {
@@ -625,6 +725,20 @@ pub fn run_model(ops: &[Op], verify_each: bool) -> Result<ModelRun, String> {
         applied,
         syncs: disk.sync_count(),
     })
+}
+
+/// A fresh directory for export files (the test kit cannot depend on
+/// `tempfile`: it ships in the library for the fuzz targets).
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cowsnap-testkit-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 fn truncate(mut s: String) -> String {
@@ -688,8 +802,19 @@ pub fn run_crash_with(
     seeds: &[u64],
     thorough: bool,
 ) -> Result<CrashRun, String> {
+    run_crash_on(&Layout::default(), ops, cut, seeds, thorough)
+}
+
+/// [`run_crash_with`] on a pool laid out as `layout`.
+pub fn run_crash_on(
+    layout: &Layout,
+    ops: &[Op],
+    cut: Cut,
+    seeds: &[u64],
+    thorough: bool,
+) -> Result<CrashRun, String> {
     let disk = SimDisk::new();
-    let mut h = Harness::new(disk.clone())?;
+    let mut h = Harness::with_layout(disk.clone(), layout)?;
     let (base_syncs, base_ops) = (disk.sync_count(), disk.op_count());
     match cut {
         Cut::Never => {}
@@ -892,7 +1017,7 @@ pub fn verify_after_crash(pool: &Pool, model: &Model) -> Result<Model, String> {
             ));
         };
         let got = read_snapshot(pool, info.id, ms.data.len())?;
-        if let Some(d) = first_diff(&got, &ms.data) {
+        if let Some(d) = first_diff(&got, &ms.data, pool.block_size()) {
             return Err(format!(
                 "snapshot {} ({}) of {} after the crash: {d}",
                 info.id, ms.name, ms.volume
