@@ -244,7 +244,7 @@ impl Catalog {
                 }
             }
         }
-        self.validate_names().or_else(|e| bad(e))
+        self.validate_names().or_else(bad)
     }
 
     /// Names are well formed, volume names unique, and snapshot names
