@@ -32,5 +32,5 @@ pub use catalog::validate_name;
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::DEFAULT_BLOCK_SIZE;
 pub use info::{CheckReport, PoolStats, SnapshotInfo, VolumeInfo};
-pub use pool::Pool;
+pub use pool::{AppDataChange, Pool};
 pub use volume::{SnapshotReader, Volume};

@@ -579,3 +579,73 @@ fn a_clone_write_inside_an_uncommitted_delete_never_reaches_the_deleted_volume()
     );
     assert!(pool.check(false).unwrap().ok);
 }
+
+/// An embedder's records committed with an operation (`*_with`) survive a
+/// power cut exactly when the operation does, at every sync.
+#[test]
+fn records_commit_with_their_operation_or_not_at_all() {
+    use cowsnap::AppDataChange::{Delete, Put};
+    let run = |cut: Option<u64>| -> (SimDisk, bool) {
+        let disk = SimDisk::new();
+        let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+        pool.create_volume("v", 64 * 1024).unwrap();
+        pool.volume("v")
+            .unwrap()
+            .write_at(&pattern(1, 8192), 0)
+            .unwrap();
+        pool.flush().unwrap();
+        if let Some(k) = cut {
+            disk.cut_power_at_sync(disk.sync_count() + k);
+        }
+        let steps = || -> cowsnap::Result<()> {
+            let s = pool.create_snapshot_with("v", "s", "", None, |i| {
+                vec![Put("snap".into(), i.id.to_le_bytes().to_vec())]
+            })?;
+            pool.restore_snapshot_with(s.id, |_| vec![Put("restored".into(), vec![1])])?;
+            pool.create_volume_with("w", 4096, |_| vec![Put("w".into(), vec![])])?;
+            pool.delete_snapshot_with(s.id, vec![Delete("snap".into())])?;
+            pool.delete_volume_with("w", vec![Delete("w".into())])?;
+            pool.change_app_data(vec![Put("a".into(), vec![]), Put("b".into(), vec![])])
+        };
+        let finished = steps().is_ok();
+        drop(pool);
+        (disk, finished)
+    };
+    let (_, finished) = run(None);
+    assert!(finished);
+    for k in 0..16 {
+        let (disk, finished) = run(Some(k));
+        for seed in SEEDS {
+            let pool = Pool::open_in(Arc::new(disk.crash(seed))).unwrap();
+            let snap = pool.list_snapshots(Some("v")).unwrap();
+            let has = |key: &str| pool.app_data(key).is_some();
+            let w_exists = pool.volume("w").is_ok();
+            // Each state the sequence passes through, and only those.
+            let state = (
+                snap.len(),
+                has("snap"),
+                has("restored"),
+                w_exists,
+                has("w"),
+                has("a"),
+                has("b"),
+            );
+            let allowed = [
+                (0, false, false, false, false, false, false),
+                (1, true, false, false, false, false, false),
+                (1, true, true, false, false, false, false),
+                (1, true, true, true, true, false, false),
+                (0, false, true, true, true, false, false),
+                (0, false, true, false, false, false, false),
+                (0, false, true, false, false, true, true),
+            ];
+            assert!(
+                allowed.contains(&state),
+                "cut at sync {k}, seed {seed}: {state:?}"
+            );
+            if finished {
+                assert_eq!(state, allowed[6]);
+            }
+        }
+    }
+}

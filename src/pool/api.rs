@@ -9,6 +9,25 @@ use crate::info::{now_unix, rfc3339, PoolStats, SnapshotInfo, VolumeInfo};
 use crate::meta::MetaState;
 use crate::volume::{SnapshotReader, Volume};
 
+/// A change to the embedder's key/value data ([`Pool::put_app_data`]), for
+/// the `_with` operations, which commit it in the same transaction as the
+/// operation itself: a service's record of what it did then always agrees
+/// with what the engine did, whenever power fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppDataChange {
+    Put(String, Vec<u8>),
+    Delete(String),
+}
+
+fn apply_changes(m: &mut MetaState, changes: Vec<AppDataChange>) {
+    for change in changes {
+        m.push_op(match change {
+            AppDataChange::Put(k, v) => crate::catalog::CatalogOp::PutAppData(k, v),
+            AppDataChange::Delete(k) => crate::catalog::CatalogOp::DeleteAppData(k),
+        });
+    }
+}
+
 impl Pool {
     fn volume_info_of(m: &MetaState, id: u64) -> Result<VolumeInfo> {
         let v = m.volume_rec(id)?;
@@ -46,13 +65,26 @@ impl Pool {
 
     /// Create an empty volume of `size_bytes`.
     pub fn create_volume(&self, name: &str, size_bytes: u64) -> Result<VolumeInfo> {
+        self.create_volume_with(name, size_bytes, |_| Vec::new())
+    }
+
+    /// [`Pool::create_volume`], committing `record(new volume)` in the same
+    /// transaction.
+    pub fn create_volume_with(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        record: impl FnOnce(&VolumeInfo) -> Vec<AppDataChange>,
+    ) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
-        let id = self
-            .inner
-            .mutate(|m| m.create_volume(name, size_bytes, now_unix()))?
-            .id;
+        let info = self.inner.mutate(|m| {
+            let id = m.create_volume(name, size_bytes, now_unix())?.id;
+            let info = Self::volume_info_of(m, id)?;
+            apply_changes(m, record(&info));
+            Ok(info)
+        })?;
         self.inner.commit()?;
-        Self::volume_info_of(&self.inner.meta.lock(), id)
+        Ok(info)
     }
 
     /// A handle for I/O on the named volume.
@@ -92,12 +124,21 @@ impl Pool {
 
     /// Delete a volume and all its snapshots; their exclusive blocks are freed.
     pub fn delete_volume(&self, name: &str) -> Result<()> {
+        self.delete_volume_with(name, Vec::new())
+    }
+
+    /// [`Pool::delete_volume`], committing `changes` in the same transaction.
+    pub fn delete_volume_with(&self, name: &str, changes: Vec<AppDataChange>) -> Result<()> {
         self.inner.check_writable()?;
         let id = self.inner.meta.lock().volume_id(name)?;
         let io = self.inner.volume_io(id);
         {
             let _gate = io.gate.write();
-            self.inner.mutate(|m| m.delete_volume(id))?;
+            self.inner.mutate(|m| {
+                m.delete_volume(id)?;
+                apply_changes(m, changes);
+                Ok(())
+            })?;
         }
         self.inner.forget_volume_io(id);
         self.inner.commit()
@@ -122,18 +163,35 @@ impl Pool {
         description: &str,
         limit: Option<usize>,
     ) -> Result<SnapshotInfo> {
+        self.create_snapshot_with(volume, name, description, limit, |_| Vec::new())
+    }
+
+    /// [`Pool::create_snapshot_limited`], committing `record(new snapshot)`
+    /// in the same transaction.
+    pub fn create_snapshot_with(
+        &self,
+        volume: &str,
+        name: &str,
+        description: &str,
+        limit: Option<usize>,
+        record: impl FnOnce(&SnapshotInfo) -> Vec<AppDataChange>,
+    ) -> Result<SnapshotInfo> {
         self.inner.check_writable()?;
         let id = self.inner.meta.lock().volume_id(volume)?;
         let io = self.inner.volume_io(id);
-        let rec = {
+        let info = {
             // Waits for writes in flight: the snapshot holds every write that
             // completed before this call and none that start after it returns.
             let _gate = io.gate.write();
-            self.inner
-                .mutate(|m| m.create_snapshot(id, name, description, limit, now_unix()))?
+            self.inner.mutate(|m| {
+                let rec = m.create_snapshot(id, name, description, limit, now_unix())?;
+                let info = Self::snapshot_info_of(m, &rec)?;
+                apply_changes(m, record(&info));
+                Ok(info)
+            })?
         };
         self.inner.commit()?;
-        Self::snapshot_info_of(&mut self.inner.meta.lock(), &rec)
+        Ok(info)
     }
 
     /// Snapshots, newest first; all of them or one volume's.
@@ -177,19 +235,39 @@ impl Pool {
     /// Make the volume's content that of the snapshot. The snapshot, and
     /// newer ones, stay.
     pub fn restore_snapshot(&self, id: u64) -> Result<VolumeInfo> {
+        self.restore_snapshot_with(id, |_| Vec::new())
+    }
+
+    /// [`Pool::restore_snapshot`], committing `record(restored volume)` in
+    /// the same transaction.
+    pub fn restore_snapshot_with(
+        &self,
+        id: u64,
+        record: impl FnOnce(&VolumeInfo) -> Vec<AppDataChange>,
+    ) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
         let vol = self.inner.meta.lock().snapshot_rec(id)?.volume_id;
         let io = self.inner.volume_io(vol);
-        {
+        let info = {
             let _gate = io.gate.write();
-            self.inner.mutate(|m| m.restore_snapshot(id))?;
-        }
+            self.inner.mutate(|m| {
+                m.restore_snapshot(id)?;
+                let info = Self::volume_info_of(m, vol)?;
+                apply_changes(m, record(&info));
+                Ok(info)
+            })?
+        };
         self.inner.commit()?;
-        Self::volume_info_of(&self.inner.meta.lock(), vol)
+        Ok(info)
     }
 
     /// Delete a snapshot and free the blocks nothing else references.
     pub fn delete_snapshot(&self, id: u64) -> Result<()> {
+        self.delete_snapshot_with(id, Vec::new())
+    }
+
+    /// [`Pool::delete_snapshot`], committing `changes` in the same transaction.
+    pub fn delete_snapshot_with(&self, id: u64, changes: Vec<AppDataChange>) -> Result<()> {
         self.inner.check_writable()?;
         let vol = self.inner.meta.lock().snapshot_rec(id)?.volume_id;
         let io = self.inner.volume_io(vol);
@@ -197,7 +275,11 @@ impl Pool {
             // Readers of the snapshot hold the gate shared, so its blocks are
             // not freed under them.
             let _gate = io.gate.write();
-            self.inner.mutate(|m| m.delete_snapshot(id))?;
+            self.inner.mutate(|m| {
+                m.delete_snapshot(id)?;
+                apply_changes(m, changes);
+                Ok(())
+            })?;
         }
         self.inner.commit()
     }
@@ -258,11 +340,14 @@ impl Pool {
 
     /// Store an embedder's key/value state durably with the pool's metadata.
     pub fn put_app_data(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.change_app_data(vec![AppDataChange::Put(key.into(), value)])
+    }
+
+    /// Apply several key/value changes in one transaction: after a crash,
+    /// all of them or none.
+    pub fn change_app_data(&self, changes: Vec<AppDataChange>) -> Result<()> {
         self.inner.check_writable()?;
-        self.inner
-            .meta
-            .lock()
-            .push_op(crate::catalog::CatalogOp::PutAppData(key.into(), value));
+        apply_changes(&mut self.inner.meta.lock(), changes);
         self.inner.commit()
     }
 

@@ -9,6 +9,7 @@
 //!    flips the superblock.
 
 mod api;
+pub use api::AppDataChange;
 mod lockfile;
 
 use crate::catalog::Catalog;
