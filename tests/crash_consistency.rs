@@ -649,3 +649,45 @@ fn records_commit_with_their_operation_or_not_at_all() {
         }
     }
 }
+
+/// A checkpoint writes its page images without the metadata lock. Pages it
+/// took count as clean but must stay cached until written: evicted and read
+/// back from their stale home copies, a refcount page would show blocks in
+/// use as free, and the allocator would hand one out again.
+#[test]
+fn pages_a_checkpoint_is_writing_are_never_read_back_stale() {
+    let disk = SimDisk::new();
+    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+    pool.create_volume("v", 64 * 1024).unwrap();
+    let v = pool.volume("v").unwrap();
+    v.write_at(&pattern(1, 4096), 0).unwrap();
+    pool.checkpoint().unwrap(); // home copies now know block 0 only
+    let b = pattern(2, 4096);
+    v.write_at(&b, 4096).unwrap();
+    pool.flush().unwrap(); // block 1 allocated: committed, not yet home
+    pool.set_metadata_cache_pages(0); // every read trims all clean pages
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (hv, hook_armed) = (v.clone(), armed.clone());
+    disk.before_sync(move |file| {
+        // The nodes file syncs first: the refcount pages are not home yet.
+        if file == "nodes" && hook_armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let mut buf = vec![0u8; 4096];
+            hv.read_at(&mut buf, 0).unwrap();
+            hv.write_at(&pattern(3, 4096), 8192).unwrap();
+        }
+    });
+    pool.checkpoint().unwrap();
+    assert!(
+        !armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the hook ran"
+    );
+    let mut got = vec![0u8; 4096];
+    v.read_at(&mut got, 4096).unwrap();
+    assert_eq!(
+        got, b,
+        "block 1's data was handed out again and overwritten"
+    );
+    v.read_at(&mut got, 8192).unwrap();
+    assert_eq!(got, pattern(3, 4096));
+    assert!(pool.check(false).unwrap().ok);
+}

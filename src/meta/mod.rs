@@ -60,6 +60,8 @@ pub(crate) struct MetaState {
     unstable_since_capture: Vec<(Table, u64)>,
     data_hint: u64,
     node_hint: u64,
+    /// Clean pages kept cached per store before trimming.
+    pub cache_pages: usize,
 }
 
 /// A journal record decoded and validated, waiting for its Commit.
@@ -105,6 +107,7 @@ impl MetaState {
             unstable_since_capture: Vec::new(),
             data_hint: 1,
             node_hint: 1,
+            cache_pages: CACHE_PAGES,
         }
     }
 
@@ -409,9 +412,9 @@ impl MetaState {
     }
 
     pub fn trim_caches(&mut self) {
-        self.nodes.trim(CACHE_PAGES);
-        self.node_refs.trim(CACHE_PAGES);
-        self.data_refs.trim(CACHE_PAGES);
+        self.nodes.trim(self.cache_pages);
+        self.node_refs.trim(self.cache_pages);
+        self.data_refs.trim(self.cache_pages);
     }
 
     /// Pages that differ from their files (memory pinned until a checkpoint).
@@ -419,17 +422,46 @@ impl MetaState {
         self.nodes.touched.len() + self.node_refs.touched.len() + self.data_refs.touched.len()
     }
 
-    /// Checkpoint step: write every committed page in place. The caller has
-    /// captured all changes first, so only reserved entries are uncommitted.
-    pub fn write_checkpoint_pages(&mut self) -> Result<()> {
-        self.nodes.write_touched()?;
-        self.node_refs.write_touched(&HashSet::new())?;
+    /// Checkpoint, under the metadata lock: images of every page that
+    /// differs from its home file, and the catalog as of now. The caller
+    /// has captured all changes first, so only reserved entries are
+    /// uncommitted (they are imaged as free).
+    pub fn take_checkpoint(&mut self) -> CheckpointImages {
         let reserved = self.reserved.clone();
-        self.data_refs.write_touched(&reserved)?;
-        self.nodes.sync()?;
-        self.node_refs.sync()?;
-        self.data_refs.sync()?;
-        self.nodes.mark_all_clean();
+        CheckpointImages {
+            pages: [
+                self.nodes.take_checkpoint_images(),
+                self.node_refs.take_checkpoint_images(&HashSet::new()),
+                self.data_refs.take_checkpoint_images(&reserved),
+            ],
+            catalog: self.durable_catalog(),
+        }
+    }
+
+    /// The checkpoint that took `images` wrote them (or failed).
+    pub fn finish_checkpoint(&mut self, images: &CheckpointImages, written: bool) {
+        let [nodes, node_refs, data_refs] = &images.pages;
+        self.nodes.finish_checkpoint(nodes, written);
+        self.node_refs.finish_checkpoint(node_refs, written);
+        self.data_refs.finish_checkpoint(data_refs, written);
+    }
+}
+
+/// What a checkpoint writes, taken under the metadata lock and written
+/// without it, so reads and writes go on meanwhile.
+pub(crate) struct CheckpointImages {
+    /// Node pages, node refcount pages, data refcount pages.
+    pages: [nodes::PageImages; 3],
+    /// The catalog the next generation's journal starts from.
+    pub catalog: Catalog,
+}
+
+impl CheckpointImages {
+    /// Write every page home and sync each file.
+    pub fn write_pages(&self) -> Result<()> {
+        for p in &self.pages {
+            p.write_and_sync()?;
+        }
         Ok(())
     }
 }

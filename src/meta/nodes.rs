@@ -15,6 +15,9 @@ pub(crate) struct NodeStore {
     pub(crate) dirty: BTreeSet<u64>,
     /// Differ from the nodes file (committed or not); written by checkpoint.
     pub(crate) touched: BTreeSet<u64>,
+    /// Handed to a checkpoint that is writing them home: not evictable
+    /// until it has, or the file would be read back older than the cache.
+    writing: BTreeSet<u64>,
 }
 
 impl NodeStore {
@@ -24,6 +27,7 @@ impl NodeStore {
             pages: HashMap::new(),
             dirty: BTreeSet::new(),
             touched: BTreeSet::new(),
+            writing: BTreeSet::new(),
         }
     }
 
@@ -80,32 +84,64 @@ impl NodeStore {
         copy
     }
 
-    /// Write every touched page in place (checkpoint). The caller syncs.
-    pub fn write_touched(&mut self) -> Result<()> {
-        for &p in &self.touched {
-            let sealed = self.sealed(p);
-            self.file
-                .write_at(&sealed[..], p * PAGE_SIZE as u64)
-                .map_err(|e| Error::io("checkpoint: writing map node", e))?;
+    /// Checkpoint, under the metadata lock: sealed copies of every touched
+    /// page, which count as clean from now on (a later change touches a
+    /// page again) but stay cached until [`Self::finish_checkpoint`].
+    pub fn take_checkpoint_images(&mut self) -> PageImages {
+        let pages = std::mem::take(&mut self.touched);
+        let images = pages.iter().map(|&p| (p, self.sealed(p))).collect();
+        self.writing.extend(pages);
+        PageImages {
+            file: self.file.clone(),
+            what: files::NODES,
+            images,
         }
-        Ok(())
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync()
-            .map_err(|e| Error::io("checkpoint: syncing nodes", e))
-    }
-
-    pub fn mark_all_clean(&mut self) {
-        self.touched.clear();
+    /// The checkpoint that took `images` is over. If it failed, the home
+    /// file may be stale or torn: the pages stay touched, so they are never
+    /// read back from it.
+    pub fn finish_checkpoint(&mut self, images: &PageImages, written: bool) {
+        for (p, _) in &images.images {
+            self.writing.remove(p);
+            if !written {
+                self.touched.insert(*p);
+            }
+        }
     }
 
     /// Drop clean pages once the cache grows past `cap` pages.
     pub fn trim(&mut self, cap: usize) {
         if self.pages.len() > cap {
-            let touched = &self.touched;
-            self.pages.retain(|p, _| touched.contains(p));
+            let (touched, writing) = (&self.touched, &self.writing);
+            self.pages
+                .retain(|p, _| touched.contains(p) || writing.contains(p));
         }
+    }
+}
+
+/// Pages a checkpoint writes to their home file, copied under the metadata
+/// lock so the writing happens without it.
+pub(crate) struct PageImages {
+    file: Arc<dyn Storage>,
+    what: &'static str,
+    pub(crate) images: Vec<(u64, Box<Page>)>,
+}
+
+impl PageImages {
+    pub fn new(file: Arc<dyn Storage>, what: &'static str, images: Vec<(u64, Box<Page>)>) -> Self {
+        PageImages { file, what, images }
+    }
+
+    /// Write every page home and sync the file.
+    pub fn write_and_sync(&self) -> Result<()> {
+        for (p, page) in &self.images {
+            self.file
+                .write_at(&page[..], p * PAGE_SIZE as u64)
+                .map_err(|e| Error::io(format!("checkpoint: writing {}", self.what), e))?;
+        }
+        self.file
+            .sync()
+            .map_err(|e| Error::io(format!("checkpoint: syncing {}", self.what), e))
     }
 }

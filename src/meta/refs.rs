@@ -8,6 +8,7 @@ use crate::format::PAGE_SIZE;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::nodes::PageImages;
 use crate::storage::Storage;
 
 pub(crate) struct RefTable {
@@ -18,6 +19,9 @@ pub(crate) struct RefTable {
     pub(crate) dirty: BTreeSet<u64>,
     /// Pages that differ from the file.
     pub(crate) touched: BTreeSet<u64>,
+    /// Handed to a checkpoint that is writing them home: not evictable
+    /// until it has.
+    writing: BTreeSet<u64>,
 }
 
 impl RefTable {
@@ -28,6 +32,7 @@ impl RefTable {
             pages: HashMap::new(),
             dirty: BTreeSet::new(),
             touched: BTreeSet::new(),
+            writing: BTreeSet::new(),
         }
     }
 
@@ -114,12 +119,15 @@ impl RefTable {
         Ok(out)
     }
 
-    /// Write touched pages in place (checkpoint). Entries in `hold` are
-    /// written as zero: they are reserved in memory but not yet committed.
-    /// Pages holding such entries stay touched so they are never evicted.
-    pub fn write_touched(&mut self, hold: &HashSet<u64>) -> Result<()> {
+    /// Checkpoint, under the metadata lock: sealed copies of every touched
+    /// page, which count as clean from now on but stay cached until
+    /// [`Self::finish_checkpoint`]. Entries in `hold` are imaged as zero:
+    /// they are reserved in memory but not yet committed; pages holding
+    /// them stay touched, so they are never evicted.
+    pub fn take_checkpoint_images(&mut self, hold: &HashSet<u64>) -> PageImages {
         let held_pages: HashSet<u64> = hold.iter().map(|&i| refpage::locate(i).0).collect();
         let touched = std::mem::take(&mut self.touched);
+        let mut images = Vec::with_capacity(touched.len());
         for &p in &touched {
             let mut copy = self.pages[&p].clone();
             if held_pages.contains(&p) {
@@ -132,23 +140,28 @@ impl RefTable {
                 self.touched.insert(p);
             }
             refpage::seal(&mut copy, p);
-            self.file
-                .write_at(&copy[..], p * PAGE_SIZE as u64)
-                .map_err(|e| Error::io(format!("checkpoint: writing {}", self.name), e))?;
+            images.push((p, copy));
         }
-        Ok(())
+        self.writing.extend(touched);
+        PageImages::new(self.file.clone(), self.name, images)
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync()
-            .map_err(|e| Error::io(format!("checkpoint: syncing {}", self.name), e))
+    /// The checkpoint that took `images` is over; if it failed, the pages
+    /// stay touched so they are never read back from a stale file.
+    pub fn finish_checkpoint(&mut self, images: &PageImages, written: bool) {
+        for (p, _) in &images.images {
+            self.writing.remove(p);
+            if !written {
+                self.touched.insert(*p);
+            }
+        }
     }
 
     pub fn trim(&mut self, cap: usize) {
         if self.pages.len() > cap {
-            let touched = &self.touched;
-            self.pages.retain(|p, _| touched.contains(p));
+            let (touched, writing) = (&self.touched, &self.writing);
+            self.pages
+                .retain(|p, _| touched.contains(p) || writing.contains(p));
         }
     }
 }

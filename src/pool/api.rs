@@ -338,6 +338,15 @@ impl Pool {
         }
     }
 
+    /// Bound the clean metadata pages (map nodes, refcount pages) kept
+    /// cached, per kind; 4096 (16 MiB) by default. Pages changed since the
+    /// last checkpoint stay cached whatever the bound.
+    pub fn set_metadata_cache_pages(&self, pages: usize) {
+        let mut m = self.inner.meta.lock();
+        m.cache_pages = pages;
+        m.trim_caches();
+    }
+
     /// Store an embedder's key/value state durably with the pool's metadata.
     pub fn put_app_data(&self, key: &str, value: Vec<u8>) -> Result<()> {
         self.change_app_data(vec![AppDataChange::Put(key.into(), value)])

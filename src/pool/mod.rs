@@ -436,24 +436,60 @@ impl PoolInner {
         self.meta.lock().release_freed(freed);
     }
 
-    /// Write committed pages in place and move to the next journal generation.
+    /// Write committed pages in place and move to the next journal
+    /// generation. The commit mutex is held throughout, so no other commit
+    /// runs; the metadata lock only while the changes and page images are
+    /// taken, so reads and writes go on while the pages are written.
     fn checkpoint(&self, cs: &mut CommitState) -> Result<()> {
         self.check_writable()?;
-        let mut m = self.meta.lock();
-        let mut freed = Vec::new();
-        if m.has_changes() {
+        let (txn, images) = {
+            let mut m = self.meta.lock();
             // Changes made since our last commit must be journaled before any
             // page reaches its home location.
-            let txn = self.guard(m.capture())?;
+            let txn = if m.has_changes() {
+                Some(self.guard(m.capture())?)
+            } else {
+                None
+            };
+            (txn, m.take_checkpoint())
+        };
+        let written = self.write_checkpoint(cs, txn.as_ref(), &images);
+        {
+            let mut m = self.meta.lock();
+            m.finish_checkpoint(&images, written.is_ok());
+            if written.is_ok() {
+                if let Some(txn) = &txn {
+                    m.release_stabilized(&txn.stabilized);
+                }
+                m.trim_caches();
+            }
+        }
+        written?;
+        if let Some(txn) = txn {
+            self.punch_and_release(&txn.freed);
+        }
+        Ok(())
+    }
+
+    /// The I/O of a checkpoint, in its durability order; no lock but the
+    /// commit mutex is held.
+    fn write_checkpoint(
+        &self,
+        cs: &mut CommitState,
+        txn: Option<&crate::meta::Txn>,
+        images: &crate::meta::CheckpointImages,
+    ) -> Result<()> {
+        if let Some(txn) = txn {
+            // Data the transaction links first, then the transaction itself.
             if self.data_dirty.swap(false, Ordering::SeqCst) {
                 self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
             }
             self.guard(cs.journal.append(&txn.records))?;
             self.guard(cs.journal.sync())?;
-            freed = txn.freed;
-            m.release_stabilized(&txn.stabilized);
         }
-        self.guard(m.write_checkpoint_pages())?;
+        // Pages home and synced before the next generation's journal and
+        // superblock can name them.
+        self.guard(images.write_pages())?;
         let next = Superblock {
             generation: cs.superblock.generation + 1,
             ..cs.superblock
@@ -464,7 +500,7 @@ impl PoolInner {
             files::JOURNALS[jidx],
             next.generation,
             next.pool_id,
-            &m.durable_catalog(),
+            &images.catalog,
         ))?;
         let sb_io = |e| Error::io("writing superblock", e);
         self.guard(
@@ -479,9 +515,6 @@ impl PoolInner {
         )?;
         cs.superblock = next;
         cs.journal = journal;
-        m.trim_caches();
-        drop(m);
-        self.punch_and_release(&freed);
         Ok(())
     }
 }
