@@ -379,7 +379,7 @@ fn racing_io_snapshots_and_flushes_keep_every_write() {
                     }
                     3 => pool.flush().unwrap(),
                     // Checkpoints write pages home while I/O goes on.
-                    4 if n % 4 == 0 => pool.checkpoint().unwrap(),
+                    4 if n.is_multiple_of(4) => pool.checkpoint().unwrap(),
                     _ => {
                         // A new epoch: rewrite the whole volume, snapshot it; drop an old epoch.
                         epochs_vol
