@@ -267,14 +267,64 @@ impl Volume {
         // Set only after the data is written: a commit that clears the flag
         // and then syncs must cover every write that set it.
         self.pool.data_dirty.store(true, Ordering::SeqCst);
+        let emptied = match self.blocks_left_zero(buf, &plan, &targets) {
+            Ok(e) => e,
+            Err(e) => {
+                abandon(&mut self.pool.meta.lock(), &targets);
+                return Err(e);
+            }
+        };
         self.pool.mutate(|m| {
             for (i, t) in targets.iter().enumerate() {
-                if let Some(WriteTarget::Fresh { block, .. }) = t {
-                    m.publish_block(self.id, plan[i].0, *block)?;
+                let lb = plan[i].0;
+                match (t, emptied[i]) {
+                    // The block now holds only zeros: a hole says the same
+                    // and takes no space (and export keeps it sparse).
+                    (Some(WriteTarget::Fresh { block, .. }), true) => {
+                        m.abandon_reserved(*block)?;
+                        m.unmap_block(self.id, lb)?;
+                    }
+                    (Some(WriteTarget::InPlace(_)), true) => m.unmap_block(self.id, lb)?,
+                    (Some(WriteTarget::Fresh { block, .. }), false) => {
+                        m.publish_block(self.id, lb, *block)?
+                    }
+                    _ => {}
                 }
             }
             Ok(())
         })
+    }
+
+    /// For each piece: whether a partial write of zeros left its whole block
+    /// zero. Only such writes pay for reading the block back.
+    fn blocks_left_zero(
+        &self,
+        buf: &[u8],
+        plan: &[(u64, usize, usize, usize)],
+        targets: &[Option<WriteTarget>],
+    ) -> Result<Vec<bool>> {
+        let bs = self.bs();
+        let mut whole: Option<crate::storage::AlignedBuf> = None;
+        let mut out = vec![false; plan.len()];
+        for (i, &(lb, in_block, at, n)) in plan.iter().enumerate() {
+            let partial = !(in_block == 0 && n == self.block_len(lb));
+            let block = match targets[i] {
+                Some(WriteTarget::InPlace(p)) => p,
+                Some(WriteTarget::Fresh { block, .. }) => block,
+                None => continue,
+            };
+            if !partial || !is_zero(&buf[at..at + n]) {
+                continue;
+            }
+            let whole =
+                whole.get_or_insert_with(|| crate::storage::AlignedBuf::zeroed(bs as usize));
+            self.pool
+                .data
+                .read_at(whole, block * bs)
+                .map_err(|e| Error::io("reading back a zeroed block", e))?;
+            out[i] = is_zero(whole);
+        }
+        Ok(out)
     }
 
     /// The data I/O of a write: direct writes are coalesced when both the

@@ -609,6 +609,36 @@ impl Harness {
         Ok(())
     }
 
+    /// No mapped block holds only zeros: zero writes, whole or partial,
+    /// leave holes. (Only without crashes: a torn write may leave one.)
+    pub fn verify_no_stored_zero_blocks(&self) -> Result<(), String> {
+        let pool = self.pool()?;
+        let bs = self.block_size as u64;
+        for v in &self.model.volumes {
+            let handle = pool
+                .volume(&v.name)
+                .map_err(|e| engine_err(&format!("opening volume {}", v.name), e))?;
+            let extents = handle
+                .allocation(0, v.size())
+                .map_err(|e| engine_err(&format!("allocation of volume {}", v.name), e))?;
+            for (off, len, alloc) in extents {
+                let mut at = off;
+                while alloc && at < off + len {
+                    let end = ((at / bs + 1) * bs).min(v.size());
+                    if v.data[at as usize..end as usize].iter().all(|&b| b == 0) {
+                        return Err(format!(
+                            "volume {}: block {} is stored but holds only zeros",
+                            v.name,
+                            at / bs
+                        ));
+                    }
+                    at = end;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every volume and snapshot exported as a raw file reads exactly as
     /// modelled.
     pub fn verify_exports(&self) -> Result<(), String> {
@@ -700,6 +730,8 @@ pub fn run_model_on(layout: &Layout, ops: &[Op], verify_each: bool) -> Result<Mo
         applied += 1;
         if verify_each {
             h.verify().map_err(|e| format!("after {desc}: {e}"))?;
+            h.verify_no_stored_zero_blocks()
+                .map_err(|e| format!("after {desc}: {e}"))?;
         }
     }
     h.verify().map_err(|e| format!("at the end: {e}"))?;
