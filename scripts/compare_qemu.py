@@ -176,15 +176,25 @@ def target3(work, size, reps, results):
     shutil.copyfile(src, raw)
     qcow = os.path.join(work, "t3.qcow2")
     run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qcow])
-    dd_t, cs_t, q_t = [], [], []
+    dd_t, cs_t, q_t, fresh_t = [], [], [], []
+    fresh = os.path.join(work, "t3-fresh.raw")
     for i in range(reps):
         # A B B A ordering with sync before each, per BENCHMARKING.md.
-        order = ["dd", "cs", "q"] if i % 2 == 0 else ["q", "cs", "dd"]
+        order = ["dd", "fresh", "cs", "q"] if i % 2 == 0 else ["q", "cs", "fresh", "dd"]
         for which in order:
             if which == "dd":
                 sync()
                 t, _, _ = run(["dd", f"if={src}", f"of={raw}", "bs=1M", "conv=notrunc,fsync", "status=none"])
                 dd_t.append(t)
+            elif which == "fresh":
+                # The floor for any copy-on-write design: the same bytes into
+                # space the file system has to allocate (as every write over
+                # shared blocks must), direct, then fsync.
+                if os.path.exists(fresh):
+                    os.unlink(fresh)
+                sync()
+                t, _, _ = run(["dd", f"if={src}", f"of={fresh}", "bs=4M", "oflag=direct", "conv=fsync", "status=none"])
+                fresh_t.append(t)
             elif which == "cs":
                 run([COWSNAP, "snapshot", "create", pool, "vol", f"w{i}"])
                 sync()
@@ -199,8 +209,11 @@ def target3(work, size, reps, results):
                 q_t.append(t)
     results["target3"] = {
         "dd_seconds": median(dd_t), "cowsnap_seconds": median(cs_t), "qemu_io_seconds": median(q_t),
+        "dd_fresh_space_seconds": median(fresh_t),
         "cowsnap_vs_dd_throughput": median(dd_t) / median(cs_t),
         "qemu_vs_dd_throughput": median(dd_t) / median(q_t),
+        "dd_fresh_space_vs_dd_throughput": median(dd_t) / median(fresh_t),
+        "cowsnap_vs_dd_fresh_space_throughput": median(fresh_t) / median(cs_t),
     }
 
 
@@ -212,10 +225,15 @@ def target4(work, size, reps, results):
         f.truncate(size)  # half data, half hole
     sync()
     cp_t, imp_t, exp_t, qimp_t, qexp_t = [], [], [], [], []
+    cps_t = []
     for i in range(reps):
         dst = os.path.join(work, f"cp{i}.raw")
         sync()
         cp_t.append(run(["cp", "--sparse=always", src, dst])[0])
+        os.unlink(dst)
+        # Import makes what it wrote durable before it returns; cp does not.
+        sync()
+        cps_t.append(run(["sh", "-c", f"cp --sparse=always {src} {dst} && sync {dst}"])[0])
         os.unlink(dst)
         pool = os.path.join(work, f"imp{i}.pool")
         run([COWSNAP, "init", pool])
@@ -242,6 +260,7 @@ def target4(work, size, reps, results):
     results["target4"] = {
         "cp_seconds": cp, "import_seconds": median(imp_t), "export_seconds": median(exp_t),
         "import_vs_cp": cp / median(imp_t), "export_vs_cp": cp / median(exp_t),
+        "cp_then_sync_seconds": median(cps_t), "import_vs_cp_then_sync": median(cps_t) / median(imp_t),
         "qemu_convert_in_vs_cp": cp / median(qimp_t), "qemu_convert_out_vs_cp": cp / median(qexp_t),
     }
 
