@@ -1,7 +1,8 @@
 //! The real-file implementation of [`Storage`] and [`Dir`].
 
-use super::aligned::is_direct_aligned;
+use super::aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
 use super::{Dir, Storage};
+use parking_lot::Mutex;
 use rustix::fs::{copy_file_range, fadvise, fallocate, Advice, FallocateFlags, OFlags};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -47,19 +48,29 @@ impl FileStorage {
     }
 
     /// Write through the `O_DIRECT` descriptor when that is possible;
-    /// false when the caller must write buffered instead.
+    /// false when the caller must write buffered instead. Bytes whose memory
+    /// is not aligned (a network payload, say) go through one of a few
+    /// shared aligned bounce buffers: a copy costs far less than filling
+    /// fresh page-cache pages.
     fn try_direct(&self, buf: &[u8], offset: u64) -> io::Result<bool> {
         let Some(direct) = &self.direct else {
             return Ok(false);
         };
+        let a = DIRECT_ALIGN as u64;
         if buf.len() < DIRECT_MIN_LEN
-            || !is_direct_aligned(buf, offset)
+            || !offset.is_multiple_of(a)
+            || !buf.len().is_multiple_of(DIRECT_ALIGN)
             || !self.direct_ok.load(Ordering::Relaxed)
         {
             return Ok(false);
         }
-        match direct.write_all_at(buf, offset) {
-            Ok(()) => Ok(true),
+        let written = if is_direct_aligned(buf, offset) {
+            direct.write_all_at(buf, offset).map(|()| true)
+        } else {
+            write_bounced(direct, buf, offset)
+        };
+        match written {
+            Ok(done) => Ok(done),
             // This filesystem does not take direct I/O after all; a partial
             // direct write is simply written again, buffered.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
@@ -69,6 +80,49 @@ impl FileStorage {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Largest piece copied through a bounce buffer at a time.
+const BOUNCE_LEN: usize = 4 << 20;
+/// Bounce buffers the process keeps at most (16 MiB); a write finding none
+/// free goes buffered instead.
+const MAX_BOUNCE_BUFFERS: usize = 4;
+
+/// Reused aligned buffers, so their pages are faulted in once, not per write.
+static BOUNCE_POOL: Mutex<(Vec<AlignedBuf>, usize)> = Mutex::new((Vec::new(), 0));
+
+/// A bounce buffer from the pool, or a new one while fewer than the limit
+/// exist; None when all are busy.
+fn take_bounce() -> Option<AlignedBuf> {
+    let mut pool = BOUNCE_POOL.lock();
+    if let Some(b) = pool.0.pop() {
+        return Some(b);
+    }
+    if pool.1 < MAX_BOUNCE_BUFFERS {
+        pool.1 += 1;
+        return Some(AlignedBuf::zeroed(BOUNCE_LEN));
+    }
+    None
+}
+
+/// Direct-write `buf` (length and offset aligned, memory not) in pieces
+/// copied into an aligned buffer; false when no buffer was free.
+fn write_bounced(direct: &File, buf: &[u8], offset: u64) -> io::Result<bool> {
+    let Some(mut bounce) = take_bounce() else {
+        return Ok(false);
+    };
+    let mut result = Ok(true);
+    for (i, piece) in buf.chunks(BOUNCE_LEN).enumerate() {
+        bounce[..piece.len()].copy_from_slice(piece);
+        if let Err(e) =
+            direct.write_all_at(&bounce[..piece.len()], offset + (i * BOUNCE_LEN) as u64)
+        {
+            result = Err(e);
+            break;
+        }
+    }
+    BOUNCE_POOL.lock().0.push(bounce);
+    result
 }
 
 impl Storage for FileStorage {
@@ -252,6 +306,12 @@ mod tests {
         want[DIRECT_MIN_LEN..2 * DIRECT_MIN_LEN].fill(2);
         want[DIRECT_MIN_LEN + 7..DIRECT_MIN_LEN + 107].fill(3);
         assert!(buf == want, "reads see every write, whichever path it took");
+        // Unaligned memory goes through a bounce buffer, still direct.
+        let raw = vec![4u8; DIRECT_MIN_LEN + 1];
+        f.write_at(&raw[1..], 2 * DIRECT_MIN_LEN as u64).unwrap();
+        f.read_at(&mut buf, 0).unwrap();
+        want[2 * DIRECT_MIN_LEN..].fill(4);
+        assert!(buf == want, "the bounced write landed whole");
         // A direct write past the end extends the file.
         f.write_at(&big, 4 * DIRECT_MIN_LEN as u64).unwrap();
         assert_eq!(f.len().unwrap(), 5 * DIRECT_MIN_LEN as u64);
