@@ -597,7 +597,7 @@ fn sigterm_lets_a_request_in_flight_finish() {
     let mut client = connect(&serve.url);
     client.write_all(head.as_bytes()).unwrap();
     // The request is being read when the signal comes.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     serve.signal();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
@@ -638,7 +638,7 @@ fn a_second_sigterm_stops_at_once_after_flushing() {
     let (head, _) = split_create(&demo, "never-finished");
     let mut client = connect(&serve.url);
     client.write_all(head.as_bytes()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::thread::sleep(std::time::Duration::from_millis(500));
     serve.signal();
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(serve.running(), "the first signal drains");

@@ -482,7 +482,7 @@ async fn a_drain_that_overruns_its_deadline_cuts_the_connection() {
             .unwrap();
         client.write_all(head.as_bytes()).await.unwrap();
         // The request is being read when the stop comes.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         api.request_stop();
         if second_request {
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -135,10 +135,6 @@ impl Service {
         })
     }
 
-    pub fn settings(&self) -> Settings {
-        self.settings
-    }
-
     pub(crate) fn account_view(a: &AccountRec) -> super::AccountView {
         super::AccountView {
             name: a.name.clone(),

@@ -87,7 +87,8 @@ impl Service {
         // Creates on one server run one at a time, so of two racing for the
         // last slot the loser sees the limit, not some other failure.
         self.with_server_ops(Some(account), server_id, |rec| {
-            let mut made = None;
+            // The answer is rendered from the new snapshot inside the
+            // engine's transaction, so it commits with the snapshot.
             let mut recording = None;
             let info = self
                 .pool
@@ -97,14 +98,14 @@ impl Service {
                     description,
                     Some(SNAPSHOT_LIMIT),
                     |info| {
-                        let meta = SnapMeta::from_info(rec.id, info);
-                        let view = snapshot_view(&rec.name, &meta);
-                        recording = keyed.as_ref().map(|k| k.recording(&view));
-                        made = Some((meta, view));
-                        match &recording {
+                        let view = snapshot_view(&rec.name, &SnapMeta::from_info(rec.id, info));
+                        let r = keyed.as_ref().map(|k| k.recording(&view));
+                        let changes = match &r {
                             Some(Ok(r)) => vec![r.change.clone()],
                             _ => Vec::new(),
-                        }
+                        };
+                        recording = r;
+                        changes
                     },
                 )
                 .map_err(|e| match e.kind() {
@@ -114,11 +115,8 @@ impl Service {
                     ErrorKind::AlreadyExists => name_taken(),
                     _ => e.into(),
                 })?;
-            let (meta, view) = made.unwrap_or_else(|| {
-                let meta = SnapMeta::from_info(rec.id, &info);
-                let view = snapshot_view(&rec.name, &meta);
-                (meta, view)
-            });
+            let meta = SnapMeta::from_info(rec.id, &info);
+            let view = snapshot_view(&rec.name, &meta);
             self.reg.lock().index_snapshot(meta);
             match recording {
                 Some(Ok(r)) => self.keep_answer(r),
