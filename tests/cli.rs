@@ -749,3 +749,94 @@ fn help_and_version_succeed() {
     assert!(run_ok(&["volume", "write", "--help"]).contains("--offset"));
     assert!(run_ok(&["--version"]).starts_with("cowsnap "));
 }
+
+#[test]
+fn server_delete_takes_its_disk_and_snapshots() {
+    let f = Fixture::new();
+    f.ok(&["account", "create", f.pool(), "acme"]);
+    for (id, name) in [("7", "web"), ("8", "db")] {
+        f.ok(&[
+            "server",
+            "create",
+            f.pool(),
+            "--account",
+            "acme",
+            "--id",
+            id,
+            "--name",
+            name,
+            "--size",
+            "1M",
+        ]);
+    }
+    f.write("srv-7", 0, &pattern(1, 64 * 1024));
+    f.snapshot("srv-7", "s1");
+    f.write("srv-7", 0, &pattern(2, 64 * 1024));
+    f.snapshot("srv-7", "s2");
+    let used = f.stats()["used_bytes"].as_u64().unwrap();
+    assert!(used >= 128 * 1024, "two versions of the data are held");
+
+    let out = f.ok(&["server", "delete", f.pool(), "7"]);
+    assert_eq!(
+        out,
+        "deleted server web (id 7, account acme) with its disk srv-7 and 2 snapshots\n"
+    );
+    let servers = f.json(&["server", "list", f.pool(), "--json"]);
+    let ids: Vec<u64> = servers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [8]);
+    let volumes: Vec<String> = f
+        .volumes()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(volumes, ["srv-8"]);
+    let snapshots = f.json(&["snapshot", "list", f.pool(), "--json"]);
+    assert_eq!(snapshots, Value::Array(vec![]));
+    assert_eq!(f.stats()["used_bytes"], 0, "every block was freed");
+    assert_eq!(f.json(&["check", f.pool(), "--json"])["ok"], true);
+
+    let err = run_fail(&["server", "delete", f.pool(), "7"], 1);
+    assert!(err.contains("Server not found"), "{err}");
+    run_fail(&["server", "delete", f.pool(), "seven"], 2);
+    run_fail(&["server", "delete", f.pool()], 2);
+}
+
+#[test]
+fn token_revoke_never_echoes_a_secret() {
+    let f = Fixture::new();
+    f.ok(&["account", "create", f.pool(), "acme"]);
+    let out = cowsnap()
+        .args(["token", "create", f.pool(), "--account", "acme"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let real = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // Unknown secrets: well formed, one digit off the real one, and mangled.
+    let last = if real.ends_with('0') { "1" } else { "0" };
+    let near = format!("{}{last}", &real[..real.len() - 1]);
+    let unknown = format!("csk_{}", "ab".repeat(32));
+    for secret in [
+        unknown.as_str(),
+        near.as_str(),
+        &real[..40],
+        &format!("{real}x"),
+    ] {
+        let err = run_fail(&["token", "revoke", f.pool(), secret], 1);
+        assert!(
+            err.contains("not found") || err.contains("No token"),
+            "{err}"
+        );
+        assert!(!err.contains(&secret[4..]), "the secret was echoed: {err}");
+        assert!(!err.contains(&real[4..20]), "{err}");
+    }
+    let listed = f.json(&["token", "list", f.pool(), "--json"]);
+    assert_eq!(listed[0]["revoked"], false, "nothing was revoked");
+    // An id that names nothing is repeated back: ids are not secret.
+    let err = run_fail(&["token", "revoke", f.pool(), "tok_00000000"], 1);
+    assert!(err.contains("tok_00000000"), "{err}");
+}

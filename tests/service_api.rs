@@ -4,9 +4,13 @@
 
 mod service_support;
 
+use cowsnap::service::run::ServeOptions;
+use cowsnap::service::Settings;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use service_support::{assert_error, assert_field_error, reply, Api, BLOCK};
+use service_support::{
+    assert_error, assert_field_error, reply, wait_until, Api, Setup, SyncHold, BLOCK,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -562,5 +566,184 @@ async fn idempotency_key_in_flight_is_a_conflict() {
         )
         .await;
     assert_eq!(replay.body, first.body);
+    api.stop().await;
+}
+
+/// A client that disconnects while its keyed create waits cancels neither
+/// the create nor the recording of its answer: the key stays claimed until
+/// both are committed, and the retry gets the first answer, not a second
+/// snapshot or a "name already exists".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_survives_a_client_disconnect() {
+    use tokio::io::AsyncWriteExt;
+    let (api, t) = acme().await;
+    let hold = api.svc.hold_server(12345).unwrap();
+    let body = r#"{"server_id": 12345, "name": "nightly"}"#;
+    let request = format!(
+        "POST /api/v1/snapshots/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: application/json\r\nIdempotency-Key: cut-1\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let addr = api.url.trim_start_matches("http://").to_string();
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client.write_all(request.as_bytes()).await.unwrap();
+    wait_until(|| api.svc.idempotency_keys_in_flight() == 1).await;
+    drop(client);
+    // Time for the server to see the closed connection and drop the handler.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        api.svc.idempotency_keys_in_flight(),
+        1,
+        "the key stays claimed while its create waits"
+    );
+    drop(hold);
+    wait_until(|| api.svc.idempotency_keys_in_flight() == 0).await;
+    assert_eq!(api.pool.list_snapshots(None).unwrap().len(), 1);
+
+    let retry = api
+        .call(
+            Method::POST,
+            Some(&t),
+            "/api/v1/snapshots/",
+            Some(&serde_json::from_str(body).unwrap()),
+            &[("Idempotency-Key", "cut-1")],
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body["name"], "nightly");
+    let snaps = api.pool.list_snapshots(None).unwrap();
+    assert_eq!(snaps.len(), 1, "no duplicate");
+    assert_eq!(retry.body["id"], snaps[0].id);
+    api.stop().await;
+}
+
+/// While a restore runs, its server says `restoring`, and every other
+/// operation on the server is refused as busy and changes nothing; after
+/// it the server is stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_in_progress_shows_and_keeps_the_server_busy() {
+    let api = Api::on_sim().await;
+    let t = api.account("acme");
+    api.server("acme", 1, "web", MIB);
+    let snap = api.snapshot(&t, 1, "s").await;
+    let other = api.snapshot(&t, 1, "t").await;
+    // Stopped already, so the restore's first sync is its own commit.
+    let r = api
+        .call(Method::POST, Some(&t), "/api/v1/servers/1/stop/", None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let hold = SyncHold::arm(api.disk.as_ref().unwrap());
+    let (http, url, t2) = (api.http.clone(), api.url.clone(), t.clone());
+    let restore = tokio::spawn(async move {
+        let r = http
+            .post(format!("{url}/api/v1/snapshots/{snap}/restore/"))
+            .bearer_auth(t2)
+            .send()
+            .await
+            .unwrap();
+        reply(r).await
+    });
+    wait_until(|| hold.holding()).await;
+
+    let shown = api.get(&t, "/api/v1/servers/1/").await;
+    assert_eq!(shown.body["status"], "restoring", "{}", shown.body);
+    let listed = api.get(&t, "/api/v1/servers/").await;
+    assert_eq!(listed.body["results"][0]["status"], "restoring");
+    let s = format!("/api/v1/snapshots/{other}/");
+    let busy = [
+        api.post(
+            &t,
+            "/api/v1/snapshots/",
+            json!({"server_id": 1, "name": "x"}),
+        )
+        .await,
+        api.patch(&t, &s, json!({"name": "renamed"})).await,
+        api.delete(&t, &s).await,
+        api.call(Method::POST, Some(&t), &format!("{s}restore/"), None, &[])
+            .await,
+        api.call(
+            Method::POST,
+            Some(&t),
+            "/api/v1/servers/1/start/",
+            None,
+            &[],
+        )
+        .await,
+        api.call(Method::POST, Some(&t), "/api/v1/servers/1/stop/", None, &[])
+            .await,
+        api.delete(&api.admin, "/api/v1/admin/servers/1/").await,
+    ];
+    for r in &busy {
+        assert_error(r, StatusCode::BAD_REQUEST, "server_busy");
+    }
+    drop(hold);
+    let restored = restore.await.unwrap();
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.body);
+    assert_eq!(restored.body["server"]["status"], "stopped");
+    assert_eq!(
+        api.get(&t, "/api/v1/servers/1/").await.body["status"],
+        "stopped"
+    );
+    let names: Vec<String> = api
+        .pool
+        .list_snapshots(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["t", "s"], "the busy answers changed nothing");
+    assert!(api.pool.volume_info("srv-1").is_ok());
+    api.stop().await;
+}
+
+/// Expired idempotency records go while the service runs, not only at
+/// startup: the periodic prune removes them from the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_idempotency_records_are_pruned_while_running() {
+    let api = Api::start_with(Setup {
+        settings: Settings {
+            idempotency_ttl_secs: 0,
+        },
+        options: Some(ServeOptions {
+            prune_interval: std::time::Duration::from_millis(50),
+            ..ServeOptions::default()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let t = api.account("acme");
+    api.server("acme", 1, "web", MIB);
+    let key = [("Idempotency-Key", "nightly")];
+    let body = json!({"server_id": 1, "name": "a"});
+    let r = api
+        .call(
+            Method::POST,
+            Some(&t),
+            "/api/v1/snapshots/",
+            Some(&body),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // A record is older than a TTL of 0 once the clock's second turns.
+    wait_until(|| api.svc.idempotency_records() == 0).await;
+    let other = json!({"server_id": 1, "name": "b"});
+    let r = api
+        .call(
+            Method::POST,
+            Some(&t),
+            "/api/v1/snapshots/",
+            Some(&other),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "the expired key is free for a new request: {}",
+        r.body
+    );
     api.stop().await;
 }

@@ -1,11 +1,15 @@
-//! Authentication, tenant isolation, and hostile or malformed requests.
+//! Authentication, tenant isolation, and hostile or malformed requests,
+//! slow clients included: none can hold a worker or a shutdown for ever.
 
 mod service_support;
 
+use cowsnap::service::run::{Ending, ServeOptions};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use service_support::{assert_error, Api};
+use service_support::{assert_error, Api, Setup};
 use std::io::{Read, Write};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1 << 20;
 
@@ -286,4 +290,221 @@ async fn raw_request(base: &str, request: &[u8]) -> String {
     })
     .await
     .unwrap()
+}
+
+/// Authentication comes first on every known route: without a valid token
+/// a wrong method is 401, not 405, and a declared oversize body is 401, not
+/// 413; a tenant on an admin route is 403 before 405. Unknown routes stay
+/// 404 for everyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_comes_before_method_and_body_checks() {
+    let api = Api::start().await;
+    let t = api.account("acme");
+    let bad = format!("csk_{}", "0".repeat(64));
+    for path in cowsnap::service::http::route_paths() {
+        let concrete = path.replace("{id}", "1").replace("{name}", "acme");
+        for token in [None, Some(bad.as_str())] {
+            let r = api.call(Method::PUT, token, &concrete, None, &[]).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "PUT {path} {token:?}");
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+            let raw = raw_request(
+                &api.url,
+                format!(
+                    "POST {concrete} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                     Content-Length: 100000\r\nConnection: close\r\n\r\n{{}}"
+                )
+                .as_bytes(),
+            )
+            .await;
+            assert!(raw.starts_with("HTTP/1.1 401"), "POST {path}: {raw}");
+        }
+        if path.starts_with("/api/v1/admin/") {
+            let r = api.call(Method::PUT, Some(&t), &concrete, None, &[]).await;
+            assert_error(&r, StatusCode::FORBIDDEN, "permission_denied");
+        }
+        let r = api
+            .call(Method::PUT, Some(&api.admin), &concrete, None, &[])
+            .await;
+        assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+    for path in ["/api/v1/nothing/", "/api/v1/snapshots/1/x/", "/"] {
+        let r = api.call(Method::PUT, None, path, None, &[]).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    }
+    api.stop().await;
+}
+
+/// Every operation that reads a body refuses one over 64 KiB (declared, or
+/// found while reading a chunked one) with 413, and a body that is not JSON
+/// with 415, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_route_refuses_oversize_and_non_json_bodies() {
+    let api = Api::start().await;
+    let t = api.account("acme");
+    api.server("acme", 1, "web", 8 * MIB);
+    let snap = api.snapshot(&t, 1, "s").await;
+    let a = api.admin.clone();
+    let routes: Vec<(&str, String, &str)> = vec![
+        ("POST", "/api/v1/snapshots/".into(), t.as_str()),
+        ("PATCH", format!("/api/v1/snapshots/{snap}/"), t.as_str()),
+        (
+            "POST",
+            format!("/api/v1/snapshots/{snap}/restore/"),
+            t.as_str(),
+        ),
+        ("POST", "/api/v1/servers/1/start/".into(), t.as_str()),
+        ("POST", "/api/v1/servers/1/stop/".into(), t.as_str()),
+        ("POST", "/api/v1/admin/accounts/".into(), a.as_str()),
+        (
+            "POST",
+            "/api/v1/admin/accounts/acme/tokens/".into(),
+            a.as_str(),
+        ),
+        ("POST", "/api/v1/admin/servers/".into(), a.as_str()),
+    ];
+    let big = format!(r#"{{"name": "{}"}}"#, "n".repeat(64 << 10));
+    for (method, path, token) in &routes {
+        let head = |extra: &str| {
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nConnection: close\r\n{extra}\r\n"
+            )
+        };
+        let declared = format!(
+            "{}{big}",
+            head(&format!("Content-Length: {}\r\n", big.len()))
+        );
+        let raw = raw_request(&api.url, declared.as_bytes()).await;
+        assert!(raw.starts_with("HTTP/1.1 413"), "{method} {path}: {raw}");
+        assert!(raw.contains("payload_too_large"), "{raw}");
+        let mut chunked = head("Transfer-Encoding: chunked\r\n").into_bytes();
+        for chunk in big.as_bytes().chunks(8192) {
+            chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            chunked.extend_from_slice(chunk);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let raw = raw_request(&api.url, &chunked).await;
+        assert!(
+            raw.starts_with("HTTP/1.1 413"),
+            "chunked {method} {path}: {raw}"
+        );
+
+        let r = api
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", api.url))
+            .bearer_auth(token)
+            .header("Content-Type", "text/plain")
+            .body(r#"{"name": "x"}"#)
+            .send()
+            .await
+            .unwrap();
+        let r = service_support::reply(r).await;
+        assert_error(
+            &r,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        );
+    }
+    let servers = api.svc.list_all_servers();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].server.status, "running", "no start or stop ran");
+    assert_eq!(api.svc.list_accounts().len(), 2);
+    assert_eq!(api.svc.list_tokens("acme").unwrap().len(), 1);
+    assert_eq!(api.pool.snapshot(snap).unwrap().name, "s");
+    assert_eq!(api.pool.list_snapshots(None).unwrap().len(), 1);
+    api.stop().await;
+}
+
+/// A client that stalls mid-body gets 408 once the body read timeout
+/// passes, and its request does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_times_out() {
+    let api = Api::start_with(Setup {
+        options: Some(ServeOptions {
+            body_read_timeout: Duration::from_millis(300),
+            ..ServeOptions::default()
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let t = api.account("acme");
+    api.server("acme", 1, "web", MIB);
+    let body = r#"{"server_id": 1, "name": "slow"}"#;
+    let head = format!(
+        "POST /api/v1/snapshots/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    );
+    let mut client = tokio::net::TcpStream::connect(api.url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    client.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut answer))
+        .await
+        .expect("the service answers, not waits")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(api.pool.list_snapshots(None).unwrap().is_empty());
+    api.stop().await;
+}
+
+/// A stop drains for at most the drain deadline: a request still in flight
+/// then has its connection cut, and serving ends. A second stop request
+/// ends it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_overruns_its_deadline_cuts_the_connection() {
+    for second_request in [false, true] {
+        let mut api = Api::start_with(Setup {
+            options: Some(ServeOptions {
+                drain_deadline: if second_request {
+                    Duration::from_secs(3600)
+                } else {
+                    Duration::from_millis(300)
+                },
+                body_read_timeout: Duration::from_secs(3600),
+                ..ServeOptions::default()
+            }),
+            ..Setup::default()
+        })
+        .await;
+        let head = format!(
+            "POST /api/v1/admin/accounts/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+            api.admin
+        );
+        let mut client = tokio::net::TcpStream::connect(api.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        client.write_all(head.as_bytes()).await.unwrap();
+        // The request is being read when the stop comes.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        api.request_stop();
+        if second_request {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            api.request_stop();
+        }
+        let ending = tokio::time::timeout(Duration::from_secs(10), api.ending())
+            .await
+            .expect("serving ends");
+        let expected = if second_request {
+            Ending::StoppedAtOnce { cut: 1 }
+        } else {
+            Ending::DeadlinePassed { cut: 1 }
+        };
+        assert_eq!(ending, expected);
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest))
+            .await
+            .expect("the client sees the connection end");
+        assert!(
+            read.is_err() || !String::from_utf8_lossy(&rest).contains("201"),
+            "the cut request did not complete"
+        );
+        assert_eq!(api.svc.list_accounts().len(), 1, "only the admin account");
+    }
 }

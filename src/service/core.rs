@@ -3,8 +3,9 @@
 //! fsync); async callers run them on a blocking thread.
 
 use super::error::ServiceError;
-use super::model::{AccountRec, IdemRec, ServerRec, ServerStatus, TokenRec, IDEM_TTL_SECS};
+use super::model::{AccountRec, CreatingRec, IdemRec, ServerRec, ServerStatus, TokenRec};
 use super::registry::{Registry, ServerSlot, SnapMeta};
+use super::settings::Settings;
 use super::store;
 use crate::info::{now_unix, rfc3339};
 use crate::{ErrorKind, Pool};
@@ -23,6 +24,7 @@ pub struct Service {
     pub(crate) in_flight: Arc<Mutex<HashSet<String>>>,
     /// Read-write NBD exports: only running servers' disks have one.
     pub(crate) exports: crate::nbd::ExportControl,
+    pub(crate) settings: Settings,
 }
 
 /// An authenticated caller.
@@ -39,10 +41,17 @@ impl Caller {
 }
 
 impl Service {
-    /// Load the service's state from the pool. Finishes what a crash
-    /// interrupted: a server whose volume is gone was being deleted, and
-    /// expired idempotency records are dropped.
+    /// Load the service's state from the pool, with the default settings.
     pub fn open(pool: Pool) -> Result<Service, ServiceError> {
+        Service::open_with(pool, Settings::default())
+    }
+
+    /// Load the service's state from the pool. Finishes what a crash, or a
+    /// change made outside the service, left behind: a server creation from
+    /// an image that did not finish is removed, a server whose volume is
+    /// gone is dropped, and expired idempotency records are pruned.
+    pub fn open_with(pool: Pool, settings: Settings) -> Result<Service, ServiceError> {
+        remove_interrupted_creations(&pool)?;
         let mut reg = Registry::default();
         for (_, a) in store::load_all::<AccountRec>(&pool, store::ACCOUNTS)? {
             reg.accounts.insert(a.name.clone(), a);
@@ -55,8 +64,12 @@ impl Service {
         for (key, mut s) in store::load_all::<ServerRec>(&pool, store::SERVERS)? {
             match pool.volume_info(&s.volume) {
                 Ok(_) => {}
+                // The service deletes a volume and its server in one commit,
+                // so only `cowsnap volume delete` (or a library caller) can
+                // have left this.
                 Err(e) if e.kind() == ErrorKind::NotFound => {
-                    store::delete(&pool, &key)?;
+                    tracing::warn!(server = s.id, volume = %s.volume, "server's volume is gone; dropping the server");
+                    store::commit(&pool, vec![store::delete(&key)])?;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -76,21 +89,19 @@ impl Service {
                 reg.index_snapshot(SnapMeta::from_info(server, &info));
             }
         }
-        let now = now_unix();
         for (key, rec) in store::load_all::<IdemRec>(&pool, store::IDEM)? {
-            if now.saturating_sub(rec.created_unix) > IDEM_TTL_SECS {
-                store::delete(&pool, &key)?;
-            } else {
-                reg.idem.insert(key, rec);
-            }
+            reg.put_idem(key, rec);
         }
-        Ok(Service {
+        let svc = Service {
             pool,
             reg: Mutex::new(reg),
             admin: Mutex::new(()),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             exports,
-        })
+            settings,
+        };
+        svc.prune_expired_idempotency(now_unix())?;
+        Ok(svc)
     }
 
     /// The pool underneath.
@@ -130,4 +141,22 @@ impl Service {
             created_at: rfc3339(a.created_unix),
         }
     }
+}
+
+/// A creation record at startup is a server whose image import did not
+/// finish: its volume holds part of the image and no server owns it. The
+/// volume and the record go in one commit.
+fn remove_interrupted_creations(pool: &Pool) -> Result<(), ServiceError> {
+    for (key, rec) in store::load_all::<CreatingRec>(pool, store::CREATING)? {
+        tracing::warn!(server = rec.id, volume = %rec.volume, image = %rec.image,
+            "removing a server creation that did not finish");
+        match pool.delete_volume_with(&rec.volume, vec![store::delete(&key)]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                store::commit(pool, vec![store::delete(&key)])?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 //! stop.
 
 mod accounts;
+mod connections;
 mod core;
 mod demo;
 mod error;
@@ -14,7 +15,9 @@ mod idempotency;
 mod model;
 mod registry;
 pub mod run;
+mod server_create;
 mod servers;
+mod settings;
 mod snapshots;
 mod store;
 mod token;
@@ -23,9 +26,12 @@ mod views;
 pub use self::core::{Caller, Service};
 pub use demo::{Demo, DEMO_ACCOUNT, DEMO_DISK_BYTES, DEMO_SERVER_ID, DEMO_SERVER_NAME};
 pub use error::{FieldErrors, ServiceError};
-pub use idempotency::{fingerprint as idempotency_fingerprint, IdemStart, IdemTicket};
+pub use idempotency::{
+    fingerprint as idempotency_fingerprint, Answer, IdemStart, IdemTicket, Keyed,
+};
 pub use model::{ServerStatus, ADMIN_ACCOUNT, MAX_SERVER_ID, SNAPSHOT_LIMIT};
 pub use servers::{Disk, NewServer, ServerHold};
+pub use settings::Settings;
 pub use snapshots::Page;
 pub use views::{
     AccountView, AdminServerView, NewToken, Restored, ServerRef, ServerView, SnapshotView,

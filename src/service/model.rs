@@ -70,12 +70,25 @@ pub struct IdemRec {
     pub created_unix: u64,
 }
 
+/// A server whose disk is being filled from a raw image: committed with the
+/// empty volume, removed with the commit that records the server. One left
+/// at startup marks an interrupted creation, whose volume is then deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatingRec {
+    pub id: u64,
+    pub volume: String,
+    pub account: String,
+    pub image: String,
+    pub started_unix: u64,
+}
+
 /// The engine volume name for a server id.
 pub fn volume_name(server_id: u64) -> String {
     format!("srv-{server_id}")
 }
 
-/// How long an idempotency key's first answer is kept and replayed.
+/// How long an idempotency key's first answer is kept and replayed, unless
+/// [`super::Settings`] says otherwise.
 pub const IDEM_TTL_SECS: u64 = 24 * 3600;
 
 /// Longest snapshot description, as the engine enforces it.

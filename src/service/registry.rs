@@ -73,7 +73,10 @@ pub struct Registry {
     /// Account → its snapshots' ids, for paging newest first.
     pub by_account: HashMap<String, BTreeSet<u64>>,
     /// By store key (account and hashed idempotency key).
-    pub idem: HashMap<String, IdemRec>,
+    idem: HashMap<String, IdemRec>,
+    /// The same keys oldest first, so pruning expired ones costs what it
+    /// removes.
+    idem_by_age: BTreeSet<(u64, String)>,
 }
 
 impl Registry {
@@ -113,6 +116,34 @@ impl Registry {
         }
     }
 
+    pub fn idem(&self, key: &str) -> Option<&IdemRec> {
+        self.idem.get(key)
+    }
+
+    pub fn put_idem(&mut self, key: String, rec: IdemRec) {
+        self.remove_idem(&key);
+        self.idem_by_age.insert((rec.created_unix, key.clone()));
+        self.idem.insert(key, rec);
+    }
+
+    pub fn remove_idem(&mut self, key: &str) {
+        if let Some(old) = self.idem.remove(key) {
+            self.idem_by_age
+                .remove(&(old.created_unix, key.to_string()));
+        }
+    }
+
+    /// Up to `max` keys whose records were created before `cutoff`, oldest
+    /// first.
+    pub fn idem_created_before(&self, cutoff: u64, max: usize) -> Vec<String> {
+        self.idem_by_age
+            .iter()
+            .take_while(|(created, _)| *created < cutoff)
+            .take(max)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
     pub fn unindex_server(&mut self, id: u64) {
         let Some(server) = self.servers.remove(&id) else {
             return;
@@ -125,5 +156,36 @@ impl Registry {
         for snap in &server.snapshots {
             self.snapshots.remove(snap);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(created_unix: u64) -> IdemRec {
+        IdemRec {
+            fingerprint: String::new(),
+            status: 201,
+            body: String::new(),
+            created_unix,
+        }
+    }
+
+    #[test]
+    fn idempotency_records_are_found_oldest_first() {
+        let mut reg = Registry::default();
+        reg.put_idem("b".into(), rec(20));
+        reg.put_idem("a".into(), rec(10));
+        reg.put_idem("c".into(), rec(30));
+        assert_eq!(reg.idem_created_before(25, 10), ["a", "b"]);
+        assert_eq!(reg.idem_created_before(25, 1), ["a"]);
+        // A key used again is indexed by its new record only.
+        reg.put_idem("a".into(), rec(40));
+        assert_eq!(reg.idem_created_before(35, 10), ["b", "c"]);
+        reg.remove_idem("b");
+        assert_eq!(reg.idem_created_before(100, 10), ["c", "a"]);
+        assert!(reg.idem("b").is_none());
+        assert_eq!(reg.idem("a").map(|r| r.created_unix), Some(40));
     }
 }

@@ -2,12 +2,11 @@
 //! state the service tracks.
 
 use super::core::Service;
-use super::error::{reason, ServiceError};
-use super::model::{volume_name, ServerRec, ServerStatus, MAX_SERVER_ID, SNAPSHOT_LIMIT};
+use super::error::ServiceError;
+use super::model::{ServerRec, ServerStatus, SNAPSHOT_LIMIT};
 use super::registry::ServerSlot;
 use super::store;
 use super::{AdminServerView, ServerView};
-use crate::info::now_unix;
 use crate::ErrorKind;
 use std::path::PathBuf;
 
@@ -39,7 +38,7 @@ pub(crate) fn server_view(slot: &ServerSlot) -> ServerView {
     }
 }
 
-fn admin_view(slot: &ServerSlot) -> AdminServerView {
+pub(crate) fn admin_view(slot: &ServerSlot) -> AdminServerView {
     AdminServerView {
         server: server_view(slot),
         account: slot.rec.account.clone(),
@@ -48,101 +47,28 @@ fn admin_view(slot: &ServerSlot) -> AdminServerView {
 }
 
 impl Service {
-    pub fn create_server(&self, new: NewServer) -> Result<AdminServerView, ServiceError> {
-        if new.id == 0 || new.id > MAX_SERVER_ID {
-            return Err(ServiceError::field(
-                "id",
-                format!("Ensure this value is between 1 and {MAX_SERVER_ID}."),
-            ));
-        }
-        crate::validate_name("server name", &new.name)
-            .map_err(|e| ServiceError::field("name", reason(&e)))?;
-        let _admin = self.admin.lock();
-        {
-            let reg = self.reg.lock();
-            if !reg.accounts.contains_key(&new.account) {
-                return Err(ServiceError::field(
-                    "account",
-                    format!("No account named {}.", new.account),
-                ));
-            }
-            if reg.servers.contains_key(&new.id) {
-                return Err(ServiceError::field(
-                    "id",
-                    format!("A server with id {} already exists.", new.id),
-                ));
-            }
-        }
-        let volume = volume_name(new.id);
-        let info = match &new.disk {
-            Disk::Size(size) => self.pool.create_volume(&volume, *size),
-            Disk::Image(path) => {
-                if self.pool.volume_info(&volume).is_ok() {
-                    Err(crate::Error::AlreadyExists {
-                        kind: "volume",
-                        name: volume.clone(),
-                    })
-                } else {
-                    self.pool.import_raw(&volume, path, &mut |_, _| {})
-                }
-            }
-        }
-        .map_err(|e| match e.kind() {
-            ErrorKind::AlreadyExists => ServiceError::field(
-                "id",
-                format!(
-                    "The pool already has a volume {volume} that no server owns; \
-                     delete it or choose another id."
-                ),
-            ),
-            ErrorKind::InvalidArgument => {
-                let field = match new.disk {
-                    Disk::Size(_) => "size_bytes",
-                    Disk::Image(_) => "image_path",
-                };
-                ServiceError::field(field, reason(&e))
-            }
-            ErrorKind::NotFound | ErrorKind::Io if matches!(new.disk, Disk::Image(_)) => {
-                ServiceError::field("image_path", e.to_string())
-            }
-            _ => e.into(),
-        })?;
-        let rec = ServerRec {
-            id: new.id,
-            name: new.name,
-            account: new.account,
-            volume: volume.clone(),
-            status: ServerStatus::Running,
-            disk_size_bytes: info.size_bytes,
-            created_unix: now_unix(),
-        };
-        if let Err(e) = store::put(&self.pool, &store::server_key(rec.id), &rec) {
-            // Leave no ownerless volume behind; a failure here is reported
-            // by the put's error already.
-            let _ = self.pool.delete_volume(&volume);
-            return Err(e);
-        }
-        let slot = ServerSlot::new(rec);
-        let view = admin_view(&slot);
-        self.reg.lock().servers.insert(view.server.id, slot);
-        self.exports.enable_rw(&volume);
-        Ok(view)
-    }
-
     /// Delete a server, its disk and its snapshots; their blocks are freed.
-    pub fn delete_server(&self, id: u64) -> Result<(), ServiceError> {
+    /// Returns the server as it was.
+    pub fn delete_server(&self, id: u64) -> Result<AdminServerView, ServiceError> {
         let _admin = self.admin.lock();
         self.with_server_ops(None, id, |rec| {
+            let view = self.reg.lock().servers.get(&id).map(admin_view);
+            let view = view.ok_or_else(|| ServiceError::not_found("Server"))?;
             // Its NBD connections close before the disk goes.
             self.exports.disable_rw(&rec.volume);
-            // Volume first: a crash before the record goes is finished at
-            // the next open, which drops servers whose volume is gone.
-            self.pool
-                .delete_volume(&rec.volume)
-                .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
-            store::delete(&self.pool, &store::server_key(id))?;
+            // The volume and the record go in one commit.
+            let record = vec![store::delete(&store::server_key(id))];
+            match self.pool.delete_volume_with(&rec.volume, record.clone()) {
+                Ok(()) => {}
+                // Deleted outside the service while it ran: the record goes alone.
+                Err(e) if e.kind() == ErrorKind::NotFound => store::commit(&self.pool, record)?,
+                Err(e) => {
+                    self.sync_export(&rec.volume, rec.status);
+                    return Err(e.into());
+                }
+            }
             self.reg.lock().unindex_server(id);
-            Ok(())
+            Ok(view)
         })
     }
 
@@ -210,7 +136,10 @@ impl Service {
             status,
             ..rec.clone()
         };
-        store::put(&self.pool, &store::server_key(rec.id), &updated)?;
+        store::commit(
+            &self.pool,
+            vec![store::put(&store::server_key(rec.id), &updated)?],
+        )?;
         if let Some(slot) = self.reg.lock().servers.get_mut(&rec.id) {
             slot.rec.status = status;
         }

@@ -6,7 +6,7 @@ use super::error::{reason, ServiceError};
 use super::model::{ServerStatus, MAX_DESCRIPTION, SNAPSHOT_LIMIT};
 use super::registry::{Registry, SnapMeta};
 use super::servers::{busy, server_view};
-use super::{Restored, ServerRef, SnapshotView};
+use super::{Keyed, Restored, ServerRef, SnapshotView};
 use crate::ErrorKind;
 
 /// One page of a listing and the size of the whole.
@@ -20,13 +20,17 @@ fn view(reg: &Registry, m: &SnapMeta) -> SnapshotView {
     let server_name = reg
         .servers
         .get(&m.server_id)
-        .map(|s| s.rec.name.clone())
+        .map(|s| s.rec.name.as_str())
         .unwrap_or_default();
+    snapshot_view(server_name, m)
+}
+
+fn snapshot_view(server_name: &str, m: &SnapMeta) -> SnapshotView {
     SnapshotView {
         id: m.id,
         server: ServerRef {
             id: m.server_id,
-            name: server_name,
+            name: server_name.to_string(),
         },
         name: m.name.clone(),
         status: m.status,
@@ -65,14 +69,45 @@ impl Service {
         name: &str,
         description: &str,
     ) -> Result<SnapshotView, ServiceError> {
+        self.create_snapshot_keyed(account, server_id, name, description, None)
+    }
+
+    /// [`Service::create_snapshot`], committing a keyed request's answer in
+    /// the snapshot's own transaction.
+    pub fn create_snapshot_keyed(
+        &self,
+        account: &str,
+        server_id: u64,
+        name: &str,
+        description: &str,
+        keyed: Option<Keyed<'_, SnapshotView>>,
+    ) -> Result<SnapshotView, ServiceError> {
         check_name(name)?;
         check_description(description)?;
         // Creates on one server run one at a time, so of two racing for the
         // last slot the loser sees the limit, not some other failure.
         self.with_server_ops(Some(account), server_id, |rec| {
+            // The answer is rendered from the new snapshot inside the
+            // engine's transaction, so it commits with the snapshot.
+            let mut recording = None;
             let info = self
                 .pool
-                .create_snapshot_limited(&rec.volume, name, description, Some(SNAPSHOT_LIMIT))
+                .create_snapshot_with(
+                    &rec.volume,
+                    name,
+                    description,
+                    Some(SNAPSHOT_LIMIT),
+                    |info| {
+                        let view = snapshot_view(&rec.name, &SnapMeta::from_info(rec.id, info));
+                        let r = keyed.as_ref().map(|k| k.recording(&view));
+                        let changes = match &r {
+                            Some(Ok(r)) => vec![r.change.clone()],
+                            _ => Vec::new(),
+                        };
+                        recording = r;
+                        changes
+                    },
+                )
                 .map_err(|e| match e.kind() {
                     ErrorKind::LimitReached => ServiceError::LimitReached {
                         limit: SNAPSHOT_LIMIT,
@@ -81,9 +116,17 @@ impl Service {
                     _ => e.into(),
                 })?;
             let meta = SnapMeta::from_info(rec.id, &info);
-            let mut reg = self.reg.lock();
-            reg.index_snapshot(meta.clone());
-            Ok(view(&reg, &meta))
+            let view = snapshot_view(&rec.name, &meta);
+            self.reg.lock().index_snapshot(meta);
+            match recording {
+                Some(Ok(r)) => self.keep_answer(r),
+                // The snapshot exists; only a retry would not be recognised.
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "could not record an idempotency key's answer")
+                }
+                None => {}
+            }
+            Ok(view)
         })
     }
 
@@ -182,6 +225,17 @@ impl Service {
     /// stopped: its owner boots the restored disk deliberately. Refused
     /// while any other operation runs on the server.
     pub fn restore_snapshot(&self, account: &str, id: u64) -> Result<Restored, ServiceError> {
+        self.restore_snapshot_keyed(account, id, None)
+    }
+
+    /// [`Service::restore_snapshot`], committing a keyed request's answer in
+    /// the restore's own transaction.
+    pub fn restore_snapshot_keyed(
+        &self,
+        account: &str,
+        id: u64,
+        keyed: Option<Keyed<'_, Restored>>,
+    ) -> Result<Restored, ServiceError> {
         let server = self.snapshot_server(account, id)?;
         let (rec, ops) = self.server_rec(Some(account), server)?;
         let Some(_guard) = ops.try_lock() else {
@@ -197,22 +251,27 @@ impl Service {
             self.persist_status(&rec, ServerStatus::Stopped)
                 .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
         }
+        // The outcome is known before the engine runs: the snapshot as it
+        // is, and the server stopped.
+        let restored = {
+            let reg = self.reg.lock();
+            let snapshot = reg.snapshots.get(&id).map(|m| view(&reg, m));
+            let server = reg.servers.get(&server).map(server_view);
+            match (snapshot, server) {
+                (Some(snapshot), Some(server)) => Restored { snapshot, server },
+                _ => return Err(ServiceError::not_found("Snapshot")),
+            }
+        };
+        let recording = keyed.map(|k| k.recording(&restored)).transpose()?;
+        let changes = recording.iter().map(|r| r.change.clone()).collect();
         self.set_restoring(server, true);
-        let restored = self.pool.restore_snapshot(id);
+        let done = self.pool.restore_snapshot_with(id, |_| changes);
         self.set_restoring(server, false);
-        restored?;
-        let reg = self.reg.lock();
-        let snapshot = reg
-            .snapshots
-            .get(&id)
-            .map(|m| view(&reg, m))
-            .ok_or_else(|| ServiceError::not_found("Snapshot"))?;
-        let server = reg
-            .servers
-            .get(&server)
-            .map(server_view)
-            .ok_or_else(|| ServiceError::not_found("Server"))?;
-        Ok(Restored { snapshot, server })
+        done?;
+        if let Some(r) = recording {
+            self.keep_answer(r);
+        }
+        Ok(restored)
     }
 
     fn set_restoring(&self, server: u64, on: bool) {

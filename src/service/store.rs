@@ -1,9 +1,11 @@
 //! Where service records live in the pool's app data, and their encoding.
-//! Every put is a committed (fsync'd) engine transaction, so the service's
-//! state is exactly as crash-safe as the pool's own metadata.
+//! Records change only through engine commits (fsync'd), and a change that
+//! spans several records, or a record and an engine operation, is one
+//! commit: the service's state is exactly as crash-safe as the pool's own
+//! metadata.
 
 use super::error::ServiceError;
-use crate::Pool;
+use crate::{AppDataChange, Pool};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -11,6 +13,8 @@ pub const ACCOUNTS: &str = "svc/account/";
 pub const TOKENS: &str = "svc/token/";
 pub const SERVERS: &str = "svc/server/";
 pub const IDEM: &str = "svc/idem/";
+/// Servers whose disk is still being filled from an image.
+pub const CREATING: &str = "svc/creating/";
 
 pub fn account_key(name: &str) -> String {
     format!("{ACCOUNTS}{name}")
@@ -24,19 +28,30 @@ pub fn server_key(id: u64) -> String {
     format!("{SERVERS}{id}")
 }
 
+pub fn creating_key(id: u64) -> String {
+    format!("{CREATING}{id}")
+}
+
 /// Keys are hashed so any client-chosen string makes a well-formed key.
 pub fn idem_key(account: &str, key_hash_hex: &str) -> String {
     format!("{IDEM}{account}/{key_hash_hex}")
 }
 
-pub fn put<T: Serialize>(pool: &Pool, key: &str, value: &T) -> Result<(), ServiceError> {
+/// The change that stores `value` under `key`, for a commit of its own or
+/// one shared with an engine operation.
+pub fn put<T: Serialize>(key: &str, value: &T) -> Result<AppDataChange, ServiceError> {
     let bytes = serde_json::to_vec(value)
         .map_err(|e| ServiceError::Internal(format!("encoding {key}: {e}")))?;
-    Ok(pool.put_app_data(key, bytes)?)
+    Ok(AppDataChange::Put(key.to_string(), bytes))
 }
 
-pub fn delete(pool: &Pool, key: &str) -> Result<(), ServiceError> {
-    Ok(pool.delete_app_data(key)?)
+pub fn delete(key: &str) -> AppDataChange {
+    AppDataChange::Delete(key.to_string())
+}
+
+/// Commit `changes` together: after a crash, all of them or none.
+pub fn commit(pool: &Pool, changes: Vec<AppDataChange>) -> Result<(), ServiceError> {
+    Ok(pool.change_app_data(changes)?)
 }
 
 /// Every record under `prefix`, decoded. A record that does not decode is

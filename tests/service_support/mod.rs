@@ -3,14 +3,15 @@
 
 #![allow(dead_code)]
 
-use cowsnap::service::{run, Disk, NewServer, Service};
+use cowsnap::service::run::{self, Ending, ServeOptions, StopSender};
+use cowsnap::service::{Disk, NewServer, Service, Settings};
+use cowsnap::storage::sim::SimDisk;
 use cowsnap::Pool;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 use tempfile::TempDir;
-use tokio::sync::oneshot;
 
 pub const BLOCK: u64 = 4096;
 
@@ -20,9 +21,20 @@ pub struct Api {
     pub svc: Arc<Service>,
     pub admin: String,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The simulated disk under the pool, for pools made by [`Api::on_sim`].
+    pub disk: Option<SimDisk>,
+    stop: StopSender,
+    served: Option<tokio::task::JoinHandle<std::io::Result<Ending>>>,
     _dir: TempDir,
+}
+
+/// Where the pool lives and how the service is set up.
+#[derive(Default, Clone)]
+pub struct Setup {
+    /// On a simulated disk in memory instead of a file.
+    pub sim: bool,
+    pub settings: Settings,
+    pub options: Option<ServeOptions>,
 }
 
 /// A response: status, headers, and the body as JSON (Null when empty).
@@ -39,37 +51,66 @@ impl Reply {
 }
 
 impl Api {
+    /// The service on a pool in a file, with the defaults.
     pub async fn start() -> Api {
+        Api::start_with(Setup::default()).await
+    }
+
+    /// The service on a pool on a simulated disk, whose syncs a test can
+    /// hold or fail.
+    pub async fn on_sim() -> Api {
+        Api::start_with(Setup {
+            sim: true,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(setup: Setup) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::create(dir.path().join("pool"), BLOCK as u32).unwrap();
-        let svc = Arc::new(Service::open(pool.clone()).unwrap());
+        let (pool, disk) = if setup.sim {
+            let disk = SimDisk::new();
+            let pool = Pool::create_in(Arc::new(disk.clone()), BLOCK as u32).unwrap();
+            (pool, Some(disk))
+        } else {
+            let pool = Pool::create(dir.path().join("pool"), BLOCK as u32).unwrap();
+            (pool, None)
+        };
+        let svc = Arc::new(Service::open_with(pool.clone(), setup.settings).unwrap());
         let admin = svc.ensure_admin().unwrap().expect("first run").token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let served = tokio::spawn(run::serve(svc.clone(), listener, async {
-            let _ = rx.await;
-        }));
+        let (stop, requests) = run::stop_channel();
+        let options = setup.options.unwrap_or_default();
+        let served = tokio::spawn(run::serve_with(svc.clone(), listener, requests, options));
         Api {
             url,
             pool,
             svc,
             admin,
             http: reqwest::Client::new(),
-            stop: Some(tx),
+            disk,
+            stop,
             served: Some(served),
             _dir: dir,
         }
     }
 
+    /// Ask the service to stop, as a signal would (a second time: stop at once).
+    pub fn request_stop(&self) {
+        self.stop.request();
+    }
+
+    /// How serving ended, once it has.
+    pub async fn ending(&mut self) -> Ending {
+        let served = self.served.take().expect("not awaited yet");
+        served.await.unwrap().unwrap()
+    }
+
     /// Stop serving and wait until in-flight requests are done.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.served.take() {
-            h.await.unwrap().unwrap();
-        }
+        self.stop.request();
+        assert_eq!(self.ending().await, Ending::Drained);
     }
 
     /// A new account and a token for it.
@@ -167,6 +208,63 @@ pub async fn reply(r: reqwest::Response) -> Reply {
         status,
         headers,
         body,
+    }
+}
+
+/// Poll `cond` until it holds; bounded, so a bug fails the test instead of
+/// hanging it (nothing asserts on the time taken).
+pub async fn wait_until(cond: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(cond(), "condition never held");
+}
+
+/// Holds the next engine commit in its sync, with no lock of the service's
+/// held, until dropped: an operation caught there is mid-commit for as long
+/// as a test needs. Needs an [`Api::on_sim`].
+pub struct SyncHold {
+    gate: Arc<(std::sync::Mutex<(bool, bool)>, std::sync::Condvar)>,
+}
+
+impl SyncHold {
+    /// Arm the hold: the next sync on the disk waits.
+    pub fn arm(disk: &SimDisk) -> SyncHold {
+        // (a sync is waiting, released)
+        let gate = Arc::new((
+            std::sync::Mutex::new((false, false)),
+            std::sync::Condvar::new(),
+        ));
+        let hook = gate.clone();
+        disk.before_sync(move |_| {
+            let (lock, cv) = &*hook;
+            let mut state = lock.lock().unwrap();
+            if state.1 {
+                return;
+            }
+            state.0 = true;
+            cv.notify_all();
+            while !state.1 {
+                state = cv.wait(state).unwrap();
+            }
+        });
+        SyncHold { gate }
+    }
+
+    /// Whether a sync is waiting in the hold now.
+    pub fn holding(&self) -> bool {
+        self.gate.0.lock().unwrap().0
+    }
+}
+
+impl Drop for SyncHold {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.gate;
+        lock.lock().unwrap().1 = true;
+        cv.notify_all();
     }
 }
 

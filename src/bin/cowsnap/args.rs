@@ -76,7 +76,7 @@ pub enum Command {
     /// Create, list and revoke API tokens (while the service is stopped).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Create and list service servers (while the service is stopped).
+    /// Create, list and delete service servers (while the service is stopped).
     #[command(subcommand)]
     Server(ServerCommand),
 }
@@ -137,6 +137,12 @@ pub enum ServerCommand {
         pool: PathBuf,
         #[command(flatten)]
         json: Json,
+    },
+    /// Delete a server, its disk and its snapshots, freeing their blocks.
+    Delete {
+        pool: PathBuf,
+        #[arg(value_name = "ID")]
+        id: u64,
     },
 }
 

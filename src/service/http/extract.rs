@@ -1,7 +1,8 @@
-//! Request extractors: the bearer token, path ids, and JSON bodies with the
-//! size and media-type rules.
+//! Request extractors: the caller, path ids, and JSON bodies with the size,
+//! time and media-type rules.
 
-use super::errors::{detail, payload_too_large, unauthorized};
+use super::auth::caller_of;
+use super::errors::{detail, payload_too_large};
 use super::App;
 use crate::service::{Caller, ServiceError};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
@@ -10,37 +11,20 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-/// An authenticated caller.
+/// The authenticated caller, as the route layer ([`super::auth`]) found it.
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<App> for Auth {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Auth, Response> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "not_authenticated",
-                "Authentication credentials were not provided.",
-            ));
-        };
-        let malformed = || {
-            unauthorized(
-                "authentication_failed",
-                "Invalid token header. Use 'Authorization: Bearer <token>'.",
-            )
-        };
-        let text = value.to_str().map_err(|_| malformed())?;
-        let mut words = text.split_ascii_whitespace();
-        let (Some(scheme), Some(token), None) = (words.next(), words.next(), words.next()) else {
-            return Err(malformed());
-        };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(malformed());
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(Auth(caller.clone())),
+            // Outside the route layer: authenticate here.
+            None => caller_of(&parts.headers, app)
+                .map(Auth)
+                .map_err(IntoResponse::into_response),
         }
-        app.svc
-            .authenticate(token)
-            .map(Auth)
-            .ok_or_else(|| unauthorized("authentication_failed", "Invalid token."))
     }
 }
 
@@ -91,20 +75,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
 }
 
 /// The request body as JSON; None when it is empty. A non-empty body must
-/// say it is JSON (415), fit in [`super::MAX_BODY`] (413) and parse (400).
+/// fit in [`super::MAX_BODY`] (413, before reading when its length is
+/// declared), arrive within the body read timeout (408), say it is JSON
+/// (415) and parse (400).
 pub struct JsonBody(pub Option<Value>);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl FromRequest<App> for JsonBody {
     type Rejection = Response;
 
-    async fn from_request(req: Request, _: &S) -> Result<JsonBody, Response> {
+    async fn from_request(req: Request, app: &App) -> Result<JsonBody, Response> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > super::MAX_BODY as u64) {
+            return Err(payload_too_large());
+        }
         let is_json = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(is_json_media_type);
-        let bytes = axum::body::to_bytes(req.into_body(), super::MAX_BODY)
+        // A client that stalls mid-body must not hold a worker, or a
+        // shutdown's drain, for ever.
+        let read = axum::body::to_bytes(req.into_body(), super::MAX_BODY);
+        let bytes = tokio::time::timeout(app.body_read_timeout, read)
             .await
+            .map_err(|_| request_timeout(app.body_read_timeout))?
             .map_err(|_| payload_too_large())?;
         // An empty body is no body, whatever it claims to be.
         if bytes.is_empty() {
@@ -127,6 +125,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 )
             })
     }
+}
+
+fn request_timeout(limit: std::time::Duration) -> Response {
+    detail(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "The request body did not arrive within {} seconds.",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 /// `application/json`, any parameters, any case; or a `+json` type.

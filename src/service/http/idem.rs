@@ -1,71 +1,72 @@
-//! Applying `Idempotency-Key` to a handler: replay the first success, refuse
-//! a reused key with a different request.
+//! `Idempotency-Key` at the HTTP edge: claim the key before the operation
+//! runs, or answer at once with a replay or a refusal. The claim (ticket)
+//! then moves into the blocking operation, which commits its answer with
+//! itself, so a client that disconnects cancels neither.
 
 use super::App;
-use crate::service::{Caller, IdemStart, ServiceError};
-use axum::body::Body;
+use crate::service::{Answer, Caller, IdemStart, IdemTicket, ServiceError};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::future::Future;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on an answer that is a replay of the first one.
 pub const REPLAYED: &str = "idempotent-replayed";
 
-pub async fn idempotent<F: Future<Output = Response>>(
+/// A keyed request answered without running: a replay, or a refusal.
+pub enum Answered {
+    Replay(Answer),
+    Refused(ServiceError),
+}
+
+impl IntoResponse for Answered {
+    fn into_response(self) -> Response {
+        match self {
+            Answered::Replay(answer) => send(answer, true),
+            Answered::Refused(e) => e.into_response(),
+        }
+    }
+}
+
+/// Claim the request's key. `Ok(None)`: the request has no key.
+/// `Ok(Some(ticket))`: first use, run the operation with the ticket.
+pub fn claim(
     app: &App,
     caller: &Caller,
     headers: &HeaderMap,
     route: &str,
     body: Option<&Value>,
-    run: impl FnOnce() -> F,
-) -> Response {
+) -> Result<Option<IdemTicket>, Answered> {
     let Some(key) = headers.get(HEADER) else {
-        return run().await;
+        return Ok(None);
     };
     let Ok(key) = key.to_str() else {
-        return ServiceError::BadRequest {
+        return Err(Answered::Refused(ServiceError::BadRequest {
             code: "invalid_idempotency_key",
             detail: "Idempotency-Key must be visible ASCII.".into(),
-        }
-        .into_response();
+        }));
     };
     let body_text = body.map(canonical).unwrap_or_default();
     let fingerprint = crate::service::idempotency_fingerprint("POST", route, &body_text);
-    let ticket = match app.svc.idem_begin(&caller.account, key, fingerprint) {
-        Err(e) => return e.into_response(),
-        Ok(IdemStart::Replay { status, body }) => return replay(status, body),
-        Ok(IdemStart::Proceed(ticket)) => ticket,
-    };
-    let (parts, body) = run().await.into_parts();
-    // Our own JSON answer: small, and already in memory.
-    let bytes = match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(b) => b,
-        Err(e) => {
-            return ServiceError::Internal(format!("buffering a response: {e}")).into_response()
-        }
-    };
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let status = parts.status.as_u16();
-    let recorded = super::blocking(app, move |svc| svc.idem_finish(ticket, status, text)).await;
-    if let Err(e) = recorded {
-        // The operation itself succeeded: report that, and log that a retry
-        // with this key would not be recognised.
-        tracing::error!(error = %e, "could not record an idempotency key's answer");
+    match app.svc.idem_begin(&caller.account, key, fingerprint) {
+        Err(e) => Err(Answered::Refused(e)),
+        Ok(IdemStart::Replay(answer)) => Err(Answered::Replay(answer)),
+        Ok(IdemStart::Proceed(ticket)) => Ok(Some(ticket)),
     }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
-fn replay(status: u16, body: String) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    let mut r = (status, body).into_response();
+/// An answer as a response; a replay says so in a header.
+pub fn send(answer: Answer, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut r = (status, answer.body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(REPLAYED, HeaderValue::from_static("true"));
+    if replayed {
+        h.insert(REPLAYED, HeaderValue::from_static("true"));
+    }
     r
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API over a [`Service`]: routes, extractors, error mapping.
 
 mod admin;
+mod auth;
 mod errors;
 mod extract;
 mod form;
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
 
-pub use routes::{route_paths, router};
+pub use routes::{route_paths, router, router_with};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 << 10;
@@ -28,6 +29,8 @@ pub const MAX_BODY: usize = 64 << 10;
 #[derive(Clone)]
 pub struct App {
     pub svc: Arc<Service>,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Run a blocking service operation (engine commits fsync) off the async

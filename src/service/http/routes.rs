@@ -1,7 +1,8 @@
 //! The route table: one place that says what the API serves. Every route
 //! also answers without its trailing slash.
 
-use super::{admin, errors, log, misc, servers, snapshots, App};
+use super::{admin, auth, errors, log, misc, servers, snapshots, App};
+use crate::service::run::ServeOptions;
 use crate::service::Service;
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
@@ -48,16 +49,31 @@ pub fn route_paths() -> Vec<&'static str> {
     table().into_iter().map(|(path, _)| path).collect()
 }
 
-/// The whole API over `svc`.
+/// The whole API over `svc`, with the default options.
 pub fn router(svc: Arc<Service>) -> Router {
+    router_with(svc, ServeOptions::default())
+}
+
+/// The whole API over `svc`.
+pub fn router_with(svc: Arc<Service>, options: ServeOptions) -> Router {
+    let app = App {
+        svc,
+        body_read_timeout: options.body_read_timeout,
+    };
     let mut r = Router::new();
     for (path, methods) in table() {
         r = r
             .route(path, methods.clone())
             .route(path.trim_end_matches('/'), methods);
     }
-    r.fallback(errors::not_found)
-        .method_not_allowed_fallback(errors::method_not_allowed)
-        .layer(axum::middleware::from_fn(log::log_and_limit))
-        .with_state(App { svc })
+    // The 405 fallback first, so that the authentication layer wraps it too;
+    // the 404 fallback after, so that unknown routes stay 404 for everyone.
+    r.method_not_allowed_fallback(errors::method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authenticate,
+        ))
+        .fallback(errors::not_found)
+        .layer(axum::middleware::from_fn(log::log_request))
+        .with_state(app)
 }

@@ -1,5 +1,6 @@
-//! The OpenAPI 3 document served at `/api/v1/schema/`. A test checks its
-//! paths and methods against the router's, both ways.
+//! The OpenAPI 3 document served at `/api/v1/schema/`. Tests check its paths
+//! and methods against the router's, both ways, and each operation's
+//! statuses and body shapes against what the service answers, both ways.
 
 use serde_json::{json, Map, Value};
 
@@ -17,30 +18,120 @@ fn reply(description: &str, schema: Option<&str>) -> Value {
     }
 }
 
-/// The replies every authenticated operation can give, plus `extra`.
-fn replies(extra: &[(&str, Value)]) -> Value {
+/// Where an operation's body comes from.
+#[derive(Clone, Copy)]
+enum Body {
+    /// It reads none.
+    Unread,
+    /// A JSON object of this schema; `None`: an object with no fields, and
+    /// optional.
+    Json(Option<&'static str>),
+}
+
+/// What decides the statuses an operation can answer besides its own.
+#[derive(Clone, Copy)]
+struct Kind {
+    /// For admin tokens only: 403 for others.
+    admin: bool,
+    body: Body,
+    /// Commits to the pool: 500 when the engine fails, 503 once it refuses
+    /// writes.
+    writes: bool,
+}
+
+const READS: Kind = Kind {
+    admin: false,
+    body: Body::Unread,
+    writes: false,
+};
+const WRITES: Kind = Kind {
+    admin: false,
+    body: Body::Unread,
+    writes: true,
+};
+
+const fn with_body(schema: Option<&'static str>) -> Kind {
+    Kind {
+        admin: false,
+        body: Body::Json(schema),
+        writes: true,
+    }
+}
+
+impl Kind {
+    const fn admin(self) -> Kind {
+        Kind {
+            admin: true,
+            ..self
+        }
+    }
+}
+
+/// Every status the operation can answer: its own, then those that follow
+/// from its kind. Authentication comes first everywhere (401).
+fn replies(kind: Kind, own: &[(&str, Value)]) -> Value {
     let mut m = Map::new();
-    for (code, v) in extra {
+    for (code, v) in own {
         m.insert(code.to_string(), v.clone());
     }
-    m.entry("401").or_insert_with(|| {
-        reply(
-            "Missing, malformed, unknown or revoked token (with WWW-Authenticate: Bearer).",
-            Some("Error"),
-        )
-    });
-    m.entry("405")
-        .or_insert_with(|| reply("Method not allowed (with an Allow header).", Some("Error")));
+    let error = |description: &str| reply(description, Some("Error"));
+    m.insert(
+        "401".into(),
+        error("Missing, malformed, unknown or revoked token (with WWW-Authenticate: Bearer)."),
+    );
+    if kind.admin {
+        m.insert("403".into(), error("Not an admin token."));
+    }
+    if let Body::Json(_) = kind.body {
+        m.entry("400").or_insert_with(|| {
+            reply(
+                "The body is not a JSON object, or is not JSON (code parse_error).",
+                Some("BadRequest"),
+            )
+        });
+        m.insert(
+            "408".into(),
+            error("The body did not arrive within 15 seconds (code request_timeout)."),
+        );
+        m.insert(
+            "413".into(),
+            error("Body over 64 KiB (code payload_too_large)."),
+        );
+        m.insert(
+            "415".into(),
+            error("A body that is not application/json (code unsupported_media_type)."),
+        );
+    }
+    if kind.writes {
+        m.insert(
+            "500".into(),
+            error("The engine failed; details are in the log (code server_error)."),
+        );
+        m.insert(
+            "503".into(),
+            error("Storage refuses writes after an I/O failure; restart the service (code storage_unavailable)."),
+        );
+    }
     Value::Object(m)
 }
 
-fn op(summary: &str, params: Value, body: Option<&str>, extra: &[(&str, Value)]) -> Value {
-    let mut o = json!({"summary": summary, "parameters": params, "responses": replies(extra)});
-    if let Some(b) = body {
-        o["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": schema_ref(b)}},
-        });
+fn op(summary: &str, params: Value, kind: Kind, own: &[(&str, Value)]) -> Value {
+    let mut o = json!({"summary": summary, "parameters": params, "responses": replies(kind, own)});
+    match kind.body {
+        Body::Unread => {}
+        Body::Json(Some(schema)) => {
+            o["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": schema_ref(schema)}},
+            });
+        }
+        Body::Json(None) => {
+            o["requestBody"] = json!({
+                "required": false,
+                "description": "Nothing is read from it, but a body that is sent must be a JSON object.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            });
+        }
     }
     o
 }
@@ -78,89 +169,92 @@ fn paths() -> Value {
             Some("BadRequest"),
         )
     };
+    let busy = || {
+        reply(
+            "A restore or another operation runs on the server (code server_busy).",
+            Some("Error"),
+        )
+    };
     let not_found = || reply("No such object, or not the caller's.", Some("Error"));
-    let too_large = || reply("Body over 64 KiB.", Some("Error"));
-    let media = || reply("Body is not JSON.", Some("Error"));
-    let forbidden = || reply("Not an admin token.", Some("Error"));
+    let invalid_page = || reply("Invalid page.", Some("Error"));
+    let in_use = || reply("Idempotency key in use.", Some("Error"));
+    let reused = || {
+        reply(
+            "Idempotency key reused for a different request.",
+            Some("Error"),
+        )
+    };
     let mut list_params = paging();
     list_params.push(query_int(
         "server_id",
         "Only this server's snapshots. Not an integer: 400.",
     ));
+    let admin_body = |schema| with_body(schema).admin();
     json!({
-        "/api/v1/ping/": {"get": op("Authenticated no-op", json!([]), None,
+        "/api/v1/ping/": {"get": op("Authenticated no-op", json!([]), READS,
             &[("200", reply("Authenticated.", Some("Ping")))])},
-        "/api/v1/schema/": {"get": op("This document", json!([]), None,
+        "/api/v1/schema/": {"get": op("This document", json!([]), READS,
             &[("200", reply("The OpenAPI document.", None))])},
         "/api/v1/snapshots/": {
-            "get": op("List the caller's snapshots, newest first", Value::Array(list_params), None,
+            "get": op("List the caller's snapshots, newest first", Value::Array(list_params), READS,
                 &[("200", reply("A page of snapshots.", Some("SnapshotPage"))),
-                  ("400", bad()), ("404", reply("Invalid page.", Some("Error")))]),
-            "post": op("Create a snapshot", json!([idempotency_key()]), Some("SnapshotCreate"),
+                  ("400", bad()), ("404", invalid_page())]),
+            "post": op("Create a snapshot", json!([idempotency_key()]), with_body(Some("SnapshotCreate")),
                 &[("201", reply("Created.", Some("SnapshotCreated"))), ("400", bad()),
-                  ("404", not_found()), ("409", reply("Idempotency key in use.", Some("Error"))),
-                  ("413", too_large()), ("415", media()),
-                  ("422", reply("Idempotency key reused for a different request.", Some("Error")))]),
+                  ("404", not_found()), ("409", in_use()), ("422", reused())]),
         },
         "/api/v1/snapshots/{id}/": {
-            "get": op("Show a snapshot", json!([path_id("id")]), None,
+            "get": op("Show a snapshot", json!([path_id("id")]), READS,
                 &[("200", reply("The snapshot.", Some("Snapshot"))), ("404", not_found())]),
             "patch": op("Change a snapshot's name or description", json!([path_id("id")]),
-                Some("SnapshotUpdate"),
+                with_body(Some("SnapshotUpdate")),
                 &[("200", reply("The snapshot.", Some("Snapshot"))), ("400", bad()),
-                  ("404", not_found()), ("413", too_large()), ("415", media())]),
-            "delete": op("Delete a snapshot and free its blocks", json!([path_id("id")]), None,
-                &[("204", reply("Deleted.", None)), ("400", bad()), ("404", not_found())]),
+                  ("404", not_found())]),
+            "delete": op("Delete a snapshot and free its blocks", json!([path_id("id")]), WRITES,
+                &[("204", reply("Deleted.", None)), ("400", busy()), ("404", not_found())]),
         },
         "/api/v1/snapshots/{id}/restore/": {
             "post": op("Stop the server and restore its disk from the snapshot; it stays stopped",
-                json!([path_id("id"), idempotency_key()]), None,
-                &[("200", reply("Restored.", Some("Restore"))),
-                  ("400", reply("The server is busy (code server_busy).", Some("Error"))),
-                  ("404", not_found()), ("409", reply("Idempotency key in use.", Some("Error"))),
-                  ("413", too_large()), ("415", media()),
-                  ("422", reply("Idempotency key reused for a different request.", Some("Error")))]),
+                json!([path_id("id"), idempotency_key()]), with_body(None),
+                &[("200", reply("Restored.", Some("Restore"))), ("400", bad()),
+                  ("404", not_found()), ("409", in_use()), ("422", reused())]),
         },
-        "/api/v1/servers/": {"get": op("List the caller's servers", Value::Array(paging()), None,
-            &[("200", reply("A page of servers.", Some("ServerPage"))),
-              ("404", reply("Invalid page.", Some("Error")))])},
-        "/api/v1/servers/{id}/": {"get": op("Show a server", json!([path_id("id")]), None,
+        "/api/v1/servers/": {"get": op("List the caller's servers", Value::Array(paging()), READS,
+            &[("200", reply("A page of servers.", Some("ServerPage"))), ("404", invalid_page())])},
+        "/api/v1/servers/{id}/": {"get": op("Show a server", json!([path_id("id")]), READS,
             &[("200", reply("The server.", Some("Server"))), ("404", not_found())])},
-        "/api/v1/servers/{id}/start/": {"post": op("Start a server", json!([path_id("id")]), None,
+        "/api/v1/servers/{id}/start/": {"post": op("Start a server", json!([path_id("id")]),
+            with_body(None),
             &[("200", reply("Running.", Some("PowerResult"))), ("400", bad()), ("404", not_found())])},
-        "/api/v1/servers/{id}/stop/": {"post": op("Stop a server", json!([path_id("id")]), None,
+        "/api/v1/servers/{id}/stop/": {"post": op("Stop a server", json!([path_id("id")]),
+            with_body(None),
             &[("200", reply("Stopped.", Some("PowerResult"))), ("400", bad()), ("404", not_found())])},
         "/api/v1/admin/accounts/": {
-            "get": op("List accounts (admin)", json!([]), None,
-                &[("200", reply("Accounts.", Some("AccountList"))), ("403", forbidden())]),
-            "post": op("Create an account (admin)", json!([]), Some("AccountCreate"),
-                &[("201", reply("Created.", Some("Account"))), ("400", bad()), ("403", forbidden()),
-                  ("413", too_large()), ("415", media())]),
+            "get": op("List accounts (admin)", json!([]), READS.admin(),
+                &[("200", reply("Accounts.", Some("AccountList")))]),
+            "post": op("Create an account (admin)", json!([]), admin_body(Some("AccountCreate")),
+                &[("201", reply("Created.", Some("Account"))), ("400", bad())]),
         },
         "/api/v1/admin/accounts/{name}/tokens/": {
-            "get": op("List an account's tokens (admin)", json!([path_str("name")]), None,
-                &[("200", reply("Tokens.", Some("TokenList"))), ("403", forbidden()),
-                  ("404", not_found())]),
+            "get": op("List an account's tokens (admin)", json!([path_str("name")]), READS.admin(),
+                &[("200", reply("Tokens.", Some("TokenList"))), ("404", not_found())]),
             "post": op("Create a token; its secret is shown only here (admin)",
-                json!([path_str("name")]), None,
-                &[("201", reply("Created.", Some("NewToken"))), ("403", forbidden()),
-                  ("404", not_found())]),
+                json!([path_str("name")]), admin_body(None),
+                &[("201", reply("Created.", Some("NewToken"))), ("404", not_found())]),
         },
         "/api/v1/admin/tokens/{id}/": {"delete": op("Revoke a token (admin)",
-            json!([path_str("id")]), None,
-            &[("204", reply("Revoked.", None)), ("403", forbidden()), ("404", not_found())])},
+            json!([path_str("id")]), WRITES.admin(),
+            &[("204", reply("Revoked.", None)), ("404", not_found())])},
         "/api/v1/admin/servers/": {
-            "get": op("List all servers (admin)", json!([]), None,
-                &[("200", reply("Servers.", Some("AdminServerList"))), ("403", forbidden())]),
+            "get": op("List all servers (admin)", json!([]), READS.admin(),
+                &[("200", reply("Servers.", Some("AdminServerList")))]),
             "post": op("Create a server with an empty disk or from a raw image on the host (admin)",
-                json!([]), Some("ServerCreate"),
-                &[("201", reply("Created.", Some("AdminServer"))), ("400", bad()),
-                  ("403", forbidden()), ("413", too_large()), ("415", media())]),
+                json!([]), admin_body(Some("ServerCreate")),
+                &[("201", reply("Created.", Some("AdminServer"))), ("400", bad())]),
         },
         "/api/v1/admin/servers/{id}/": {"delete": op("Delete a server, its disk and snapshots (admin)",
-            json!([path_id("id")]), None,
-            &[("204", reply("Deleted.", None)), ("400", bad()), ("403", forbidden()),
-              ("404", not_found())])},
+            json!([path_id("id")]), WRITES.admin(),
+            &[("204", reply("Deleted.", None)), ("400", busy()), ("404", not_found())])},
     })
 }
 
@@ -243,7 +337,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "cowsnap snapshot service",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Snapshots of VPS disks. Errors follow Django REST framework: {\"detail\", \"code\"} or {\"field\": [messages]}. Trailing slashes are optional.",
+            "description": "Snapshots of VPS disks. Errors follow Django REST framework: {\"detail\", \"code\"} or {\"field\": [messages]}. Trailing slashes are optional. Every request is authenticated first (401). A method a path does not serve gets 405 with an Allow header (after authentication); an unknown path gets 404.",
         },
         "security": [{"bearer": []}],
         "paths": paths(),

@@ -2,10 +2,10 @@
 
 use super::extract::{Auth, Id, JsonBody};
 use super::form::Form;
-use super::idem::idempotent;
+use super::idem::{claim, send};
 use super::paging::{absolute, param, query_params, PageRequest};
 use super::{blocking, json, App};
-use crate::service::{Caller, ServiceError, SnapshotView};
+use crate::service::{Answer, Caller, IdemTicket, Keyed, Restored, ServiceError, SnapshotView};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -58,21 +58,17 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Response {
-    idempotent(
-        &app,
-        &caller,
-        &headers,
-        SNAPSHOTS,
-        body.as_ref(),
-        || async { answer(create_now(&app, &caller, body.as_ref()).await) },
-    )
-    .await
+    match claim(&app, &caller, &headers, SNAPSHOTS, body.as_ref()) {
+        Ok(ticket) => answer(create_now(&app, &caller, body.as_ref(), ticket).await),
+        Err(done) => done.into_response(),
+    }
 }
 
 async fn create_now(
     app: &App,
     caller: &Caller,
     body: Option<&Value>,
+    ticket: Option<IdemTicket>,
 ) -> Result<Response, ServiceError> {
     let mut form = Form::new(body)?;
     let server_id = form.int("server_id", true);
@@ -83,15 +79,30 @@ async fn create_now(
         return Err(ServiceError::Internal("validated fields missing".into()));
     };
     let account = caller.account.clone();
+    // The ticket lives in the blocking task: the key stays claimed until the
+    // snapshot and its recorded answer are committed, even if the client
+    // has gone.
     let snapshot = blocking(app, move |svc| {
-        svc.create_snapshot(&account, server_id, &name, &description)
+        let keyed = ticket.as_ref().map(|ticket| Keyed {
+            ticket,
+            answer: created_answer,
+        });
+        svc.create_snapshot_keyed(&account, server_id, &name, &description, keyed)
     })
     .await?;
+    Ok(send(created_answer(&snapshot)?, false))
+}
+
+fn created_answer(snapshot: &SnapshotView) -> Result<Answer, ServiceError> {
     let message = format!(
         "Snapshot {} of server {} created.",
         snapshot.name, snapshot.server.name
     );
-    Ok(json(StatusCode::CREATED, &Created { snapshot, message }))
+    let created = Created {
+        snapshot: snapshot.clone(),
+        message,
+    };
+    Answer::json(StatusCode::CREATED.as_u16(), &created)
 }
 
 pub async fn show(
@@ -143,36 +154,52 @@ pub async fn restore(
         return e.into_response();
     }
     let route = format!("{SNAPSHOTS}{id}/restore/");
-    idempotent(&app, &caller, &headers, &route, body.as_ref(), || async {
-        answer(restore_now(&app, &caller, id).await)
-    })
-    .await
+    match claim(&app, &caller, &headers, &route, body.as_ref()) {
+        Ok(ticket) => answer(restore_now(&app, &caller, id, ticket).await),
+        Err(done) => done.into_response(),
+    }
 }
 
-async fn restore_now(app: &App, caller: &Caller, id: u64) -> Result<Response, ServiceError> {
+async fn restore_now(
+    app: &App,
+    caller: &Caller,
+    id: u64,
+    ticket: Option<IdemTicket>,
+) -> Result<Response, ServiceError> {
     let account = caller.account.clone();
-    let r = blocking(app, move |svc| svc.restore_snapshot(&account, id)).await?;
+    // As for create: the ticket is released only once the restore and its
+    // answer are committed.
+    let restored = blocking(app, move |svc| {
+        let keyed = ticket.as_ref().map(|ticket| Keyed {
+            ticket,
+            answer: restored_answer,
+        });
+        svc.restore_snapshot_keyed(&account, id, keyed)
+    })
+    .await?;
+    Ok(send(restored_answer(&restored)?, false))
+}
+
+fn restored_answer(r: &Restored) -> Result<Answer, ServiceError> {
     let message = format!(
         "Server {} was restored from snapshot {}. It is {}: start it to boot the restored disk.",
         r.server.name, r.snapshot.name, r.server.status
     );
-    Ok(json(
-        StatusCode::OK,
-        &RestoreReply {
-            status: "success",
-            message,
-            snapshot: SnapshotBrief {
-                id: r.snapshot.id,
-                name: r.snapshot.name,
-                created_at: r.snapshot.created_at,
-            },
-            server: ServerBrief {
-                id: r.server.id,
-                name: r.server.name,
-                status: r.server.status,
-            },
+    let reply = RestoreReply {
+        status: "success",
+        message,
+        snapshot: SnapshotBrief {
+            id: r.snapshot.id,
+            name: r.snapshot.name.clone(),
+            created_at: r.snapshot.created_at.clone(),
         },
-    ))
+        server: ServerBrief {
+            id: r.server.id,
+            name: r.server.name.clone(),
+            status: r.server.status,
+        },
+    };
+    Answer::json(StatusCode::OK.as_u16(), &reply)
 }
 
 #[derive(Serialize)]

@@ -127,6 +127,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
                 json,
             } => server::create(&pool, &account, id, &name, size, image, json.json),
             ServerCommand::List { pool, json } => server::list(&pool, json.json),
+            ServerCommand::Delete { pool, id } => server::delete(&pool, id),
         }),
     }
 }

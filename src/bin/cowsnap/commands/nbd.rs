@@ -1,6 +1,6 @@
 //! `cowsnap nbd`: the pool's volumes and snapshots over NBD, without the
-//! REST API, until Ctrl-C or SIGTERM; then connections flush and close and
-//! the pool is closed.
+//! REST API, until Ctrl-C or SIGTERM; then connections flush and close (a
+//! second signal stops at once) and the pool is closed.
 
 use super::service_session::service_error;
 use crate::fail::{CliError, CliResult};
@@ -14,17 +14,30 @@ pub fn run(path: &Path, listen: &str) -> CliResult<()> {
     run::init_logging();
     with_pool(path, |pool| {
         let runtime = runtime()?;
-        let shutdown = {
+        let stop = {
             let _in_runtime = runtime.enter();
-            run::shutdown_signal().map_err(|e| CliError::io("installing signal handlers", e))?
+            run::stop_on_signals().map_err(|e| CliError::io("installing signal handlers", e))?
         };
         // The service's view of the pool: a stopped server's disk stays
         // unexported here too.
         let svc = Service::open(pool.clone()).map_err(service_error)?;
-        runtime.block_on(async {
+        let served = runtime.block_on(async {
             let listener = bind(listen).await?;
-            serve(pool.clone(), listener, svc.exports().clone(), shutdown).await
-        })
+            let first = {
+                let stop = stop.clone();
+                async move { stop.reached(1).await }
+            };
+            tokio::select! {
+                served = serve(pool.clone(), listener, svc.exports().clone(), first) => served.map(|()| false),
+                () = stop.reached(2) => Ok(true),
+            }
+        });
+        // After a second signal, work left on blocking threads is not
+        // waited for; the pool's close commits what it completed.
+        if served.as_ref().is_ok_and(|&at_once| at_once) {
+            runtime.shutdown_background();
+        }
+        served.map(|_| ())
     })?;
     eprintln!("cowsnap: pool {} closed cleanly", path.display());
     Ok(())

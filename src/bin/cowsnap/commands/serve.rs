@@ -1,11 +1,13 @@
 //! `cowsnap serve`: the REST snapshot service on one pool (and, with
-//! `--nbd`, the block export), until Ctrl-C or SIGTERM; then in-flight
-//! requests finish and the pool is flushed and closed.
+//! `--nbd`, the block export), until Ctrl-C or SIGTERM. The first signal
+//! drains requests in flight for up to 30 s, a second stops at once; either
+//! way the pool is then flushed and closed.
 
 use super::service_session::service_error;
 use crate::fail::{CliError, CliResult};
 use crate::output::print_text;
-use cowsnap::service::{run, Service};
+use cowsnap::service::run::{self, Ending, ServeOptions, StopRequests};
+use cowsnap::service::Service;
 use cowsnap::{ErrorKind, Pool};
 use std::path::Path;
 use std::sync::Arc;
@@ -60,22 +62,27 @@ fn serve(pool: &Pool, listen: &str, demo: bool, nbd: Option<&str>) -> CliResult<
         .map_err(|e| CliError::io("starting the async runtime", e))?;
     // Signal handlers go in before anything is printed: scripts wait for the
     // output and may stop us right after it.
-    let shutdown = {
+    let stop = {
         let _in_runtime = runtime.enter();
-        run::shutdown_signal().map_err(|e| CliError::io("installing signal handlers", e))?
+        run::stop_on_signals().map_err(|e| CliError::io("installing signal handlers", e))?
     };
     let nbd_listener = nbd
         .map(|addr| runtime.block_on(super::nbd::bind(addr)))
         .transpose()?;
     let svc = Service::open(pool.clone()).map_err(service_error)?;
+    // The demo first: if it is refused, nothing was set up, and the first
+    // run's admin token has not been shown yet.
+    let demo = demo
+        .then(|| svc.ensure_demo())
+        .transpose()
+        .map_err(service_error)?;
     if let Some(admin) = svc.ensure_admin().map_err(service_error)? {
         print_text(&format!(
             "admin token (shown once, store it now): {}\n",
             admin.token
         ))?;
     }
-    if demo {
-        let d = svc.ensure_demo().map_err(service_error)?;
+    if let Some(d) = demo {
         print_text(&format!("demo token: {}\n", d.token.token))?;
         print_text(&format!(
             "demo server: {} (id {}, account {}){}\n",
@@ -85,34 +92,44 @@ fn serve(pool: &Pool, listen: &str, demo: bool, nbd: Option<&str>) -> CliResult<
             if d.server_created { ", created" } else { "" }
         ))?;
     }
-    runtime.block_on(async {
+    let ending = runtime.block_on(async {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| CliError::io(format!("listening on {listen}"), e))?;
         print_text(&format!("listening on http://{addr}\n"))?;
         let svc = Arc::new(svc);
+        let rest = run::serve_with(svc.clone(), listener, stop.clone(), ServeOptions::default());
         let Some(nbd_listener) = nbd_listener else {
-            return run::serve(svc, listener, shutdown)
-                .await
-                .map_err(|e| CliError::io("serving", e));
+            return rest.await.map_err(|e| CliError::io("serving", e));
         };
-        // One signal stops both listeners.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            let _ = stop.send(true);
+        // One signal stops both listeners; the NBD export drains its own
+        // connections, and a second signal ends that too.
+        let first = {
+            let stop = stop.clone();
+            async move { stop.reached(1).await }
         };
-        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|&v| v).await;
-        };
-        let rest = run::serve(svc.clone(), listener, until_stopped(stopped.clone()));
-        let export = super::nbd::serve(
-            pool.clone(),
-            nbd_listener,
-            svc.exports().clone(),
-            until_stopped(stopped),
-        );
-        let ((), rest, export) = tokio::join!(signal, rest, export);
-        rest.map_err(|e| CliError::io("serving", e))?;
-        export
-    })
+        let export = super::nbd::serve(pool.clone(), nbd_listener, svc.exports().clone(), first);
+        let export = stop_at_second(&stop, export);
+        let (rest, export) = tokio::join!(rest, export);
+        export?;
+        rest.map_err(|e| CliError::io("serving", e))
+    });
+    match ending {
+        // Operations still running on blocking threads are not waited for;
+        // the pool's close below commits what they completed.
+        Ok(Ending::StoppedAtOnce { .. }) => runtime.shutdown_background(),
+        // Engine operations still running finish before the pool closes.
+        _ => drop(runtime),
+    }
+    ending.map(|_| ())
+}
+
+/// `serving`, or nothing once a second stop is requested.
+async fn stop_at_second(
+    stop: &StopRequests,
+    serving: impl std::future::Future<Output = CliResult<()>>,
+) -> CliResult<()> {
+    tokio::select! {
+        served = serving => served,
+        () = stop.reached(2) => Ok(()),
+    }
 }

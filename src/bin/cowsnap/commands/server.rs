@@ -1,4 +1,4 @@
-//! `cowsnap server create|list`: the servers whose disks the service
+//! `cowsnap server create|list|delete`: the servers whose disks the service
 //! snapshots.
 
 use super::service_session::with_service;
@@ -47,6 +47,15 @@ pub fn list(path: &Path, json: bool) -> CliResult<()> {
         return print_json(&servers);
     }
     print_text(&table(&servers))
+}
+
+/// The server, its disk and its snapshots go in one engine commit.
+pub fn delete(path: &Path, id: u64) -> CliResult<()> {
+    let gone = with_service(path, |svc| svc.delete_server(id))?;
+    print_text(&format!(
+        "deleted server {} (id {}, account {}) with its disk {} and {} snapshots\n",
+        gone.server.name, gone.server.id, gone.account, gone.volume, gone.server.snapshot_count
+    ))
 }
 
 fn table(servers: &[AdminServerView]) -> String {
