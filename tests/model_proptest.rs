@@ -504,6 +504,12 @@ fn all_seeds() -> Vec<Target> {
             seeds_ops_with_crash(),
             fuzz_ops_with_crash,
         ),
+        // The NBD wire and handshake (src/nbd/fuzz): codecs and real clients' option sequences.
+        (
+            "nbd_parser",
+            cowsnap::nbd::fuzz::seeds(),
+            cowsnap::nbd::fuzz::wire,
+        ),
     ]
 }
 

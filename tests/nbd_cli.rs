@@ -6,14 +6,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+mod tool_support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_cowsnap");
 
 fn have_qemu_io() -> bool {
-    let ok = Command::new("qemu-io").arg("--version").output().is_ok();
-    if !ok {
-        eprintln!("SKIPPED: qemu-io is not installed (apt-get install -y qemu-utils)");
-    }
-    ok
+    tool_support::have("qemu-io", "qemu-utils")
 }
 
 /// A running cowsnap process and the lines it printed until the NBD

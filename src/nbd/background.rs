@@ -1,17 +1,20 @@
 //! An NBD server on its own thread and runtime, for embedders and tests
 //! that do not run Tokio themselves.
 
+use super::budget::Budget;
 use super::control::ExportControl;
 use super::limits::Limits;
-use super::listener::{serve_with, Listener};
+use super::listener::{serve_in_budget, Listener};
 use crate::Pool;
 use std::io;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 /// A running server; [`stop`](Self::stop) (or drop) shuts it down cleanly.
 pub struct BackgroundServer {
     address: String,
+    budget: Arc<Budget>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -32,15 +35,21 @@ impl BackgroundServer {
         let listener = runtime.block_on(Listener::bind(addr))?;
         let address = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
+        let budget = Budget::new(&limits);
+        let charged = budget.clone();
         let thread = std::thread::Builder::new()
             .name("cowsnap-nbd".into())
             .spawn(move || {
-                runtime.block_on(serve_with(pool, listener, control, limits, async {
+                let stopped = async {
                     let _ = stopped.await;
-                }))
+                };
+                runtime.block_on(serve_in_budget(
+                    pool, listener, control, limits, charged, stopped,
+                ))
             })?;
         Ok(BackgroundServer {
             address,
+            budget,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -49,6 +58,13 @@ impl BackgroundServer {
     /// `HOST:PORT` or `unix:<PATH>`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Bytes held now for requests in flight (READ buffers, WRITE payloads,
+    /// BLOCK_STATUS replies) across all connections: at most
+    /// `Limits::total_in_flight_bytes` plus each connection's 128 KiB reserve.
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.held()
     }
 
     /// Stop accepting, let connections finish and flush, and wait for that.

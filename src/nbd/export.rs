@@ -3,18 +3,13 @@
 
 use super::consts::*;
 use super::control::ExportControl;
+use super::negotiation::{ExportInfo, Refused};
 use crate::{Error, ErrorKind, Pool, Result, SnapshotReader, Volume};
 
 #[derive(Clone)]
 pub(crate) enum Export {
     Volume(Volume),
     Snapshot(SnapshotReader),
-}
-
-/// Why a name cannot be opened; the text goes to the client.
-pub(crate) enum Refused {
-    Unknown(String),
-    Disabled(String),
 }
 
 /// Split `vol@id`; None for a plain volume name.
@@ -36,7 +31,7 @@ pub(crate) fn resolve(pool: &Pool, control: &ExportControl, name: &str) -> Resul
                 .volume(name)
                 .map_err(|_| unknown(format!("no volume named {name:?}")))?;
             if !control.is_rw_enabled(name) {
-                return Err(Refused::Disabled(format!(
+                return Err(Refused::Policy(format!(
                     "volume {name} is not exported read-write now (its server is stopped or \
                      being restored); start the server, or open a snapshot as {name}@<id>"
                 )));
@@ -45,8 +40,7 @@ pub(crate) fn resolve(pool: &Pool, control: &ExportControl, name: &str) -> Resul
         }
         Some((vol, id)) => {
             let missing = || unknown(format!("no snapshot {id:?} of volume {vol:?}"));
-            // Digits only: "+5" or " 5" would otherwise name snapshot 5 too.
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            if !canonical_id(id) {
                 return Err(missing());
             }
             let id: u64 = id.parse().map_err(|_| missing())?;
@@ -58,6 +52,14 @@ pub(crate) fn resolve(pool: &Pool, control: &ExportControl, name: &str) -> Resul
                 .map_err(|_| missing())
         }
     }
+}
+
+/// The one spelling of a snapshot id: digits only, no leading zero, so
+/// "+5", " 5" and "005" do not name snapshot 5 too. Export names are keys
+/// of the per-export connection limit, so each export must have one.
+fn canonical_id(id: &str) -> bool {
+    let digits = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit());
+    digits && (id == "0" || !id.starts_with('0'))
 }
 
 /// Every name a client may open now, for `NBD_OPT_LIST`.
@@ -104,25 +106,13 @@ impl Export {
         }
     }
 
-    /// Transmission flags for this export.
-    pub fn flags(&self, structured: bool) -> u16 {
-        // Every connection shares the pool, and a flush commits the whole
-        // pool, so flush and FUA are visible across connections: multi-conn
-        // is safe (docs/NBD.md).
-        let mut f = TF_HAS_FLAGS | TF_CAN_MULTI_CONN;
-        if structured {
-            f |= TF_SEND_DF;
+    /// What the handshake tells the client.
+    pub fn info(&self) -> ExportInfo {
+        ExportInfo {
+            size: self.size(),
+            writable: self.writable(),
+            description: self.describe(),
         }
-        if self.writable() {
-            f |= TF_SEND_FLUSH
-                | TF_SEND_FUA
-                | TF_SEND_TRIM
-                | TF_SEND_WRITE_ZEROES
-                | TF_SEND_FAST_ZERO;
-        } else {
-            f |= TF_READ_ONLY;
-        }
-        f
     }
 
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
@@ -176,5 +166,20 @@ pub(crate) fn errno_of(e: &Error) -> u32 {
             _ => EIO,
         },
         _ => EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_snapshot_id_has_one_spelling() {
+        for ok in ["0", "7", "801", "18446744073709551615"] {
+            assert!(canonical_id(ok), "{ok}");
+        }
+        for bad in ["", "007", "00", "+7", " 7", "7 ", "0x7", "٧"] {
+            assert!(!canonical_id(bad), "{bad:?}");
+        }
     }
 }

@@ -1,68 +1,126 @@
-//! The fixed newstyle handshake: greeting, client flags, then options until
-//! the client picks an export (`GO` or `EXPORT_NAME`) or leaves.
+//! The fixed newstyle handshake on a socket: greeting, client flags, then
+//! options until the client picks an export (`GO` or `EXPORT_NAME`) or
+//! leaves. The decisions are [`Negotiation`]'s; this drives it, answers
+//! each option on a blocking thread (looking exports up takes the pool's
+//! metadata lock), and tells the client when the server shuts down.
 
-use super::consts::*;
+use super::admission::ExportSlot;
 use super::control::Lease;
-use super::export::{self, Export, Refused};
+use super::export::{self, Export};
 use super::listener::Ctx;
-use super::option::{self as opt, ClientOption, InfoRequest, MetaRequest};
+use super::negotiation::{option_len_ok, Catalog, Chosen, ExportInfo, Negotiation, Refused, Step};
+use super::option as opt;
+use std::future::pending;
 use std::io;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
 
-/// The id our one metadata context gets.
-pub(crate) const ALLOCATION_CONTEXT: u32 = 1;
-
-/// What the client chose, ready for the transmission phase.
-pub(crate) struct Negotiated {
+/// An export opened for transmission, with what keeps it open.
+pub(crate) struct Opened {
     pub export: Export,
-    pub name: String,
-    pub structured: bool,
-    /// `base:allocation` was selected for this export.
-    pub block_status: bool,
     /// Held for a read-write export, so stops and restores can close it.
     pub lease: Option<Lease>,
+    /// The connection's place in the export's connection limit.
+    pub _slot: ExportSlot,
 }
 
-struct Handshake<'a> {
-    ctx: &'a Ctx,
-    structured: bool,
-    no_zeroes: bool,
-    /// The export `base:allocation` was last selected for.
-    meta_export: Option<String>,
+/// What the client chose, ready for the transmission phase.
+pub(crate) type Negotiated = Chosen<Opened>;
+
+/// The pool's exports, as the handshake sees them.
+struct Engine<'a>(&'a Ctx);
+
+impl Catalog for Engine<'_> {
+    type Opened = Opened;
+
+    fn list(&mut self) -> Vec<String> {
+        export::list(&self.0.pool, &self.0.control)
+    }
+
+    fn probe(&mut self, name: &str) -> Result<ExportInfo, Refused> {
+        export::resolve(&self.0.pool, &self.0.control, name).map(|e| e.info())
+    }
+
+    /// Resolve, take a connection slot, and for a volume register the
+    /// read-write connection (refused if it was disabled meanwhile).
+    fn open(&mut self, name: &str) -> Result<(ExportInfo, Opened), Refused> {
+        let export = export::resolve(&self.0.pool, &self.0.control, name)?;
+        let slots = &self.0.export_slots;
+        let slot = slots.take(name).ok_or_else(|| {
+            Refused::Policy(format!(
+                "export {name} already has {} connections, the most one export may have",
+                slots.limit()
+            ))
+        })?;
+        let lease = match &export {
+            Export::Volume(v) => Some(self.0.control.lease(v.name()).ok_or_else(|| {
+                Refused::Policy(format!("volume {name} is not exported read-write now"))
+            })?),
+            Export::Snapshot(_) => None,
+        };
+        let info = export.info();
+        Ok((
+            info,
+            Opened {
+                export,
+                lease,
+                _slot: slot,
+            },
+        ))
+    }
+
+    fn preferred_block_size(&self) -> u32 {
+        self.0.pool.inner.block_size
+    }
 }
 
-/// Run the handshake. None: the client left, or broke the protocol and was
-/// dropped (the spec's hard disconnect).
-pub(crate) async fn negotiate<S>(s: &mut S, ctx: &Ctx) -> io::Result<Option<Negotiated>>
+/// Run the handshake. None: the client left, broke the protocol and was
+/// dropped (the spec's hard disconnect), or the server shut down.
+pub(crate) async fn negotiate<S>(
+    s: &mut S,
+    ctx: &Arc<Ctx>,
+    stop: &mut watch::Receiver<bool>,
+) -> io::Result<Option<Negotiated>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     s.write_all(&opt::greeting()).await?;
     s.flush().await?;
-    let client_flags = s.read_u32().await?;
-    // The spec requires dropping a client that sets flags we never offered.
-    if client_flags & !(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES) != 0 {
+    let Some(flags) = until_stopped(stop, s.read_u32()).await else {
         return Ok(None);
-    }
-    let mut hs = Handshake {
-        ctx,
-        structured: false,
-        no_zeroes: client_flags & FLAG_C_NO_ZEROES != 0,
-        meta_export: None,
     };
+    let Some(mut neg) = Negotiation::start(flags?) else {
+        return Ok(None);
+    };
+    // Once the server stops, the client gets `close_grace` to take the
+    // hint (NBD_REP_ERR_SHUTDOWN) and leave.
+    let mut leave_by: Option<Instant> = None;
     for _ in 0..ctx.limits.max_options {
-        let mut header = [0u8; opt::OPTION_HEADER_LEN];
-        s.read_exact(&mut header).await?;
-        let Some((code, len)) = opt::decode_option_header(&header) else {
+        let received = {
+            // Kept across wake-ups: a stop must not lose half an option.
+            let read = read_option(s);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    r = &mut read => break Some(r?),
+                    _ = stop.wait_for(|&v| v), if leave_by.is_none() => {
+                        leave_by = Some(Instant::now() + ctx.limits.close_grace);
+                    }
+                    _ = deadline(leave_by) => break None,
+                }
+            }
+        };
+        let Some(Some((code, data))) = received else {
             return Ok(None);
         };
-        if len > MAX_OPTION_LEN {
-            return Ok(None);
+        // A stop that came with the option's last bytes counts too.
+        if leave_by.is_some() || *stop.borrow() {
+            neg.shut_down();
         }
-        let mut data = vec![0u8; len as usize];
-        s.read_exact(&mut data).await?;
-        let mut out = Vec::new();
-        let step = hs.option(code, &data, &mut out);
+        let (back, out, step) = answer(neg, ctx.clone(), code, data).await?;
+        neg = back;
         s.write_all(&out).await?;
         s.flush().await?;
         match step {
@@ -74,178 +132,53 @@ where
     Ok(None)
 }
 
-enum Step {
-    More,
-    Leave,
-    Transmit(Negotiated),
+/// One option's header and payload; None for a bad magic or an option too
+/// long to read, which end the connection.
+async fn read_option<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<Option<(u32, Vec<u8>)>> {
+    let mut header = [0u8; opt::OPTION_HEADER_LEN];
+    s.read_exact(&mut header).await?;
+    let Some((code, len)) = opt::decode_option_header(&header) else {
+        return Ok(None);
+    };
+    if !option_len_ok(len) {
+        return Ok(None);
+    }
+    let mut data = vec![0u8; len as usize];
+    s.read_exact(&mut data).await?;
+    Ok(Some((code, data)))
 }
 
-impl Handshake<'_> {
-    /// Answer one option into `out`.
-    fn option(&mut self, code: u32, data: &[u8], out: &mut Vec<u8>) -> Step {
-        let parsed = match opt::parse_option(code, data) {
-            Ok(p) => p,
-            // EXPORT_NAME has no way to report an error but hanging up.
-            Err(_) if code == OPT_EXPORT_NAME => return Step::Leave,
-            Err(opt::Invalid(why)) => {
-                out.extend(opt::error_reply(code, REP_ERR_INVALID, why));
-                return Step::More;
-            }
-        };
-        match parsed {
-            ClientOption::ExportName(name) => match self.open(&name, true) {
-                Ok((export, lease)) => {
-                    out.extend(opt::export_name_reply(
-                        export.size(),
-                        export.flags(self.structured),
-                        self.no_zeroes,
-                    ));
-                    let n = self.negotiated(name, export, lease, self.structured);
-                    return Step::Transmit(n);
-                }
-                Err(_) => return Step::Leave,
-            },
-            ClientOption::Abort => {
-                out.extend(opt::option_reply(code, REP_ACK, &[]));
-                return Step::Leave;
-            }
-            ClientOption::List => {
-                for name in export::list(&self.ctx.pool, &self.ctx.control) {
-                    out.extend(opt::server_reply(code, &name));
-                }
-                out.extend(opt::option_reply(code, REP_ACK, &[]));
-            }
-            ClientOption::StructuredReply => {
-                self.structured = true;
-                out.extend(opt::option_reply(code, REP_ACK, &[]));
-            }
-            ClientOption::Info(req) => {
-                let _ = self.info(code, &req, false, out);
-            }
-            ClientOption::Go(req) => {
-                if let Some(n) = self.info(code, &req, true, out) {
-                    return Step::Transmit(n);
-                }
-            }
-            ClientOption::SetMetaContext(req) => self.meta(code, &req, true, out),
-            ClientOption::ListMetaContext(req) => self.meta(code, &req, false, out),
-            ClientOption::Unsupported(_) => out.extend(opt::error_reply(
-                code,
-                REP_ERR_UNSUP,
-                "option not supported by cowsnap",
-            )),
-        }
-        Step::More
-    }
+/// Answer one option on a blocking thread; the state comes back with it.
+async fn answer(
+    mut neg: Negotiation,
+    ctx: Arc<Ctx>,
+    code: u32,
+    data: Vec<u8>,
+) -> io::Result<(Negotiation, Vec<u8>, Step<Opened>)> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let step = neg.option(&mut Engine(&ctx), code, &data, &mut out);
+        (neg, out, step)
+    })
+    .await
+    // A panic here is a bug; the client cannot be answered, so it is dropped.
+    .map_err(|e| io::Error::other(format!("answering option {code} failed: {e}")))
+}
 
-    /// Resolve a name; with `take_lease`, also register the read-write
-    /// connection (refused if the volume was disabled meanwhile).
-    fn open(&self, name: &str, take_lease: bool) -> Result<(Export, Option<Lease>), Refused> {
-        let export = export::resolve(&self.ctx.pool, &self.ctx.control, name)?;
-        let lease = match (&export, take_lease) {
-            (Export::Volume(v), true) => {
-                Some(self.ctx.control.lease(v.name()).ok_or_else(|| {
-                    Refused::Disabled(format!("volume {name} is not exported read-write now"))
-                })?)
-            }
-            _ => None,
-        };
-        Ok((export, lease))
-    }
-
-    fn negotiated(
-        &self,
-        name: String,
-        export: Export,
-        lease: Option<Lease>,
-        structured: bool,
-    ) -> Negotiated {
-        let block_status = structured && self.meta_export.as_deref() == Some(name.as_str());
-        Negotiated {
-            export,
-            name,
-            structured,
-            block_status,
-            lease,
-        }
-    }
-
-    /// INFO and GO; Some when GO succeeded.
-    fn info(
-        &mut self,
-        code: u32,
-        req: &InfoRequest,
-        go: bool,
-        out: &mut Vec<u8>,
-    ) -> Option<Negotiated> {
-        let (export, lease) = match self.open(&req.name, go) {
-            Ok(x) => x,
-            Err(refused) => {
-                out.extend(refusal(code, refused));
-                return None;
-            }
-        };
-        out.extend(opt::info_export(
-            code,
-            export.size(),
-            export.flags(self.structured),
-        ));
-        // Byte-granular I/O works (minimum 1); a pool block is the size
-        // that avoids read-modify-write on copy-on-write.
-        out.extend(opt::info_block_size(
-            code,
-            1,
-            self.ctx.pool.inner.block_size,
-            MAX_PAYLOAD,
-        ));
-        if req.items.contains(&INFO_NAME) {
-            out.extend(opt::info_text(code, INFO_NAME, &req.name));
-        }
-        if req.items.contains(&INFO_DESCRIPTION) {
-            out.extend(opt::info_text(code, INFO_DESCRIPTION, &export.describe()));
-        }
-        out.extend(opt::option_reply(code, REP_ACK, &[]));
-        go.then(|| self.negotiated(req.name.clone(), export, lease, self.structured))
-    }
-
-    /// SET_META_CONTEXT (`set`) and LIST_META_CONTEXT.
-    fn meta(&mut self, code: u32, req: &MetaRequest, set: bool, out: &mut Vec<u8>) {
-        if set {
-            // A SET replaces the selection even when it fails.
-            self.meta_export = None;
-        }
-        if !self.structured {
-            out.extend(opt::error_reply(
-                code,
-                REP_ERR_INVALID,
-                "negotiate structured replies first",
-            ));
-            return;
-        }
-        if let Err(refused) = export::resolve(&self.ctx.pool, &self.ctx.control, &req.export) {
-            out.extend(refusal(code, refused));
-            return;
-        }
-        let wanted = |q: &String| q == META_BASE_ALLOCATION || (!set && q == "base:");
-        if set {
-            if req.queries.iter().any(wanted) {
-                out.extend(opt::meta_context(
-                    code,
-                    ALLOCATION_CONTEXT,
-                    META_BASE_ALLOCATION,
-                ));
-                self.meta_export = Some(req.export.clone());
-            }
-        } else if req.queries.is_empty() || req.queries.iter().any(wanted) {
-            out.extend(opt::meta_context(code, 0, META_BASE_ALLOCATION));
-        }
-        out.extend(opt::option_reply(code, REP_ACK, &[]));
+/// `f`, unless the server stops first.
+async fn until_stopped<T>(
+    stop: &mut watch::Receiver<bool>,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        v = f => Some(v),
+        _ = stop.wait_for(|&v| v) => None,
     }
 }
 
-fn refusal(code: u32, refused: Refused) -> Vec<u8> {
-    match refused {
-        Refused::Unknown(msg) => opt::error_reply(code, REP_ERR_UNKNOWN, &msg),
-        Refused::Disabled(msg) => opt::error_reply(code, REP_ERR_POLICY, &msg),
+async fn deadline(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
     }
 }

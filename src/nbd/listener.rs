@@ -1,6 +1,8 @@
 //! Listening on TCP or a Unix socket, and serving connections until told
 //! to stop.
 
+use super::admission::ExportSlots;
+use super::budget::Budget;
 use super::control::ExportControl;
 use super::handshake;
 use super::limits::Limits;
@@ -21,6 +23,8 @@ pub(crate) struct Ctx {
     pub pool: Pool,
     pub control: ExportControl,
     pub limits: Limits,
+    pub export_slots: Arc<ExportSlots>,
+    pub budget: Arc<Budget>,
 }
 
 /// A bound NBD listening socket.
@@ -126,10 +130,26 @@ pub async fn serve_with(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let budget = Budget::new(&limits);
+    serve_in_budget(pool, listener, control, limits, budget, shutdown).await
+}
+
+/// As [`serve_with`], charging requests to `budget` (which the caller may
+/// watch).
+pub(crate) async fn serve_in_budget(
+    pool: Pool,
+    listener: Listener,
+    control: ExportControl,
+    limits: Limits,
+    budget: Arc<Budget>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let ctx = Arc::new(Ctx {
         pool,
         control,
+        export_slots: ExportSlots::new(limits.max_connections_per_export.max(1)),
+        budget,
         limits,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -167,8 +187,10 @@ pub async fn serve_with(
             }
         });
     }
-    drop(listener);
+    // Connections hear of the stop before the socket goes away, so a client
+    // that cannot connect any more knows its handshake will be refused.
     let _ = stop_tx.send(true);
+    drop(listener);
     while conns.join_next().await.is_some() {}
     Ok(())
 }
@@ -219,13 +241,11 @@ async fn connection<S: Halves>(
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let negotiated = tokio::select! {
-        _ = stop.wait_for(|&v| v) => return,
-        r = tokio::time::timeout(
-            ctx.limits.handshake_timeout,
-            handshake::negotiate(&mut s, &ctx),
-        ) => r,
-    };
+    let negotiated = tokio::time::timeout(
+        ctx.limits.handshake_timeout,
+        handshake::negotiate(&mut s, &ctx, &mut stop),
+    )
+    .await;
     let neg = match negotiated {
         Ok(Ok(Some(neg))) => neg,
         Ok(Ok(None)) => return,
@@ -239,6 +259,5 @@ async fn connection<S: Halves>(
         }
     };
     let (r, w) = s.halves();
-    let block_size = ctx.pool.inner.block_size;
-    session::run(r, w, neg, block_size, stop, &ctx.limits).await;
+    session::run(r, w, neg, &ctx, stop).await;
 }

@@ -9,24 +9,32 @@
 //! - [`serve`] runs the listener inside a Tokio runtime; [`BackgroundServer`]
 //!   runs it on its own thread.
 //!
-//! The wire codecs ([`option`], [`request`], [`reply`], [`consts`]) are pure
-//! functions over bytes and build without the `server` feature, so they can
-//! be fuzzed ([`fuzz`]). See `docs/NBD.md`.
+//! The wire codecs ([`option`], [`request`], [`reply`], [`consts`]) and the
+//! option-negotiation state machine ([`negotiation`]) are pure functions
+//! over bytes and build without the `server` feature, so they can be fuzzed
+//! ([`fuzz`]). See `docs/NBD.md`.
 
 pub mod consts;
 pub mod fuzz;
+pub mod negotiation;
 pub mod option;
 pub mod reply;
 pub mod request;
 
 #[cfg(feature = "server")]
+mod admission;
+#[cfg(feature = "server")]
 mod background;
+#[cfg(feature = "server")]
+mod budget;
 #[cfg(feature = "server")]
 mod control;
 #[cfg(feature = "server")]
 mod exec;
 #[cfg(feature = "server")]
 mod export;
+#[cfg(feature = "server")]
+mod frames;
 #[cfg(feature = "server")]
 mod handshake;
 #[cfg(feature = "server")]
@@ -35,6 +43,8 @@ mod limits;
 mod listener;
 #[cfg(feature = "server")]
 mod session;
+#[cfg(feature = "server")]
+mod status;
 #[cfg(feature = "server")]
 mod writer;
 

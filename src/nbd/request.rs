@@ -85,6 +85,9 @@ pub enum Command {
         offset: u64,
         len: u32,
         fua: bool,
+        /// `NBD_CMD_FLAG_FAST_ZERO`: fail with `ENOTSUP` unless zeroing
+        /// is faster than writing.
+        fast: bool,
     },
     BlockStatus {
         offset: u64,
@@ -176,7 +179,12 @@ pub fn classify(h: &RequestHeader, shape: &Shape) -> Result<Command, Refusal> {
         CMD_READ => Command::Read { offset, len },
         CMD_WRITE => Command::Write { offset, len, fua },
         CMD_TRIM => Command::Trim { offset, len, fua },
-        CMD_WRITE_ZEROES => Command::WriteZeroes { offset, len, fua },
+        CMD_WRITE_ZEROES => Command::WriteZeroes {
+            offset,
+            len,
+            fua,
+            fast: h.flags & CMD_FLAG_FAST_ZERO != 0,
+        },
         _ => Command::BlockStatus {
             offset,
             len,

@@ -1,15 +1,16 @@
 //! The one task that writes a connection's replies, so replies from
 //! requests running in parallel never interleave on the wire.
 
-use super::consts::EINVAL;
-use super::handshake::ALLOCATION_CONTEXT;
+use super::budget::Charge;
+use super::consts::{EINVAL, ESHUTDOWN};
+use super::negotiation::ALLOCATION_CONTEXT;
 use super::reply;
 use std::io;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// The answer to one request.
+#[derive(Debug)]
 pub(crate) enum Reply {
     Ok {
         cookie: u64,
@@ -30,12 +31,33 @@ pub(crate) enum Reply {
     },
 }
 
-/// A reply and the in-flight permits it holds until it is written, so a
-/// client that stops reading stops being served instead of growing a queue.
+impl Reply {
+    pub fn error(cookie: u64, errno: u32, message: String) -> Reply {
+        Reply::Error {
+            cookie,
+            errno,
+            message,
+        }
+    }
+
+    /// The server is closing the connection; the request was not run.
+    pub fn shutting_down(cookie: u64) -> Reply {
+        Reply::Error {
+            cookie,
+            errno: ESHUTDOWN,
+            message: "the server is closing this connection (stop, restore or shutdown); \
+                      the request was not run"
+                .into(),
+        }
+    }
+}
+
+/// A reply and the budget it holds until it is written, so a client that
+/// stops reading stops being served instead of growing a queue.
 pub(crate) struct Outgoing {
     pub reply: Reply,
-    /// The request slot and its payload bytes.
-    pub _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The request slot and its bytes.
+    pub _charge: Charge,
 }
 
 /// Write replies as they come; flush when none are waiting, so a burst of
