@@ -255,6 +255,14 @@ fn injected_failure_at_random_disk_ops_poisons_then_recovers() {
     );
 }
 
+/// A fresh pool of 4 KiB blocks on a simulated disk, with one 64 KiB volume.
+fn pool_with_volume(name: &str) -> (SimDisk, Pool) {
+    let disk = SimDisk::new();
+    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+    pool.create_volume(name, 64 * 1024).unwrap();
+    (disk, pool)
+}
+
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| seed.wrapping_mul(31).wrapping_add((i % 253) as u8) | 1)
@@ -269,9 +277,7 @@ fn read(pool: &Pool, vol: &str, len: usize) -> Vec<u8> {
 
 #[test]
 fn failed_sync_poisons_until_reopen_and_keeps_flushed_data() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("v", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("v");
     let v = pool.volume("v").unwrap();
     let flushed = pattern(1, 32 * 1024);
     v.write_at(&flushed, 0).unwrap();
@@ -332,9 +338,7 @@ fn failed_sync_poisons_until_reopen_and_keeps_flushed_data() {
 
 #[test]
 fn failed_data_write_poisons_and_changes_nothing_durable() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("v", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("v");
     let v = pool.volume("v").unwrap();
     let flushed = pattern(4, 20_000);
     v.write_at(&flushed, 0).unwrap();
@@ -377,9 +381,7 @@ fn failed_data_write_poisons_and_changes_nothing_durable() {
 /// pool no longer opens.
 #[test]
 fn torn_uncommitted_journal_append_still_opens() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("v", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("v");
     let v = pool.volume("v").unwrap();
     let flushed = pattern(6, 8192);
     v.write_at(&flushed, 0).unwrap();
@@ -457,9 +459,7 @@ fn crash_keeping_data_writes(disk: &SimDisk) -> SimDisk {
 /// hold `b`'s data: neither what `a` flushed nor what `a` wrote since.
 #[test]
 fn unflushed_write_to_a_clone_never_changes_its_origins_flushed_data() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("a", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("a");
     let flushed = pattern(1, 4096);
     pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
     let s = pool.create_snapshot("a", "s", "").unwrap();
@@ -507,9 +507,7 @@ fn clones_sharing_blocks_survive_power_cuts() {
 /// place: `a`'s committed map still reaches the block through the node.
 #[test]
 fn unflushed_write_to_a_clone_never_changes_a_block_its_origin_shares_through_a_node() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("a", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("a");
     let flushed = pattern(1, 8192);
     pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
     let s = pool.create_snapshot("a", "s", "").unwrap();
@@ -541,9 +539,7 @@ fn unflushed_write_to_a_clone_never_changes_a_block_its_origin_shares_through_a_
 /// volume survives, and its committed blocks must be untouched.
 #[test]
 fn a_clone_write_inside_an_uncommitted_delete_never_reaches_the_deleted_volume() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("a", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("a");
     let flushed = pattern(1, 8192);
     pool.volume("a").unwrap().write_at(&flushed, 0).unwrap();
     let s = pool.create_snapshot("a", "s", "").unwrap();
@@ -586,9 +582,7 @@ fn a_clone_write_inside_an_uncommitted_delete_never_reaches_the_deleted_volume()
 fn records_commit_with_their_operation_or_not_at_all() {
     use cowsnap::AppDataChange::{Delete, Put};
     let run = |cut: Option<u64>| -> (SimDisk, bool) {
-        let disk = SimDisk::new();
-        let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-        pool.create_volume("v", 64 * 1024).unwrap();
+        let (disk, pool) = pool_with_volume("v");
         pool.volume("v")
             .unwrap()
             .write_at(&pattern(1, 8192), 0)
@@ -656,9 +650,7 @@ fn records_commit_with_their_operation_or_not_at_all() {
 /// use as free, and the allocator would hand one out again.
 #[test]
 fn pages_a_checkpoint_is_writing_are_never_read_back_stale() {
-    let disk = SimDisk::new();
-    let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
-    pool.create_volume("v", 64 * 1024).unwrap();
+    let (disk, pool) = pool_with_volume("v");
     let v = pool.volume("v").unwrap();
     v.write_at(&pattern(1, 4096), 0).unwrap();
     pool.checkpoint().unwrap(); // home copies now know block 0 only
