@@ -129,7 +129,8 @@ impl Pool {
             vol.size(),
             self.block_size(),
             path,
-            &|off, len, out| vol.copy_range_to(off, len, out),
+            &|buf, off| vol.read_at(buf, off),
+            &|off, len| vol.allocation(off, len),
             progress,
         )
     }
@@ -146,37 +147,99 @@ impl Pool {
             snap.size(),
             self.block_size(),
             path,
-            &|off, len, out| snap.copy_range_to(off, len, out),
+            &|buf, off| snap.read_at(buf, off),
+            &|off, len| snap.allocation(off, len),
             progress,
         )
     }
 }
 
-/// Pre-size the output so unmapped ranges stay holes, then copy mapped runs
-/// (kernel-side where the filesystem allows). Stored blocks are never all
-/// zeros except after a partial write of zeros, so holes cover what matters.
+/// Reads a range of the source (holes as zeros).
+type ReadRange<'a> = dyn Fn(&mut [u8], u64) -> Result<()> + 'a;
+/// The source's allocation map: (offset, length, allocated) extents.
+type MapRange<'a> = dyn Fn(u64, u64) -> Result<Vec<(u64, u64, bool)>> + 'a;
+
+/// Pre-size the output so what is never written stays a hole, then copy
+/// every chunk holding mapped blocks, writing only its non-zero 4 KiB runs.
+/// Reading the next chunk overlaps writing the previous ones.
 fn export(
     size: u64,
     block_size: u32,
     path: &Path,
-    copy: &dyn Fn(u64, usize, &File) -> Result<()>,
+    read: &ReadRange,
+    map: &MapRange,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
-    let out = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    out.set_len(size)
+    let out = OutputFile::create(path)?;
+    out.file
+        .set_len(size)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     let chunk = chunk_size(block_size);
     let mut pos = 0u64;
-    while pos < size {
-        let n = chunk.min(size - pos);
-        copy(pos, n as usize, &out)?;
-        pos += n;
-        progress(pos, size);
+    copy_overlapped(
+        chunk as usize,
+        |buf| {
+            if pos >= size {
+                return Ok(Filled::End);
+            }
+            let n = chunk.min(size - pos);
+            let at = pos;
+            pos += n;
+            progress(pos, size);
+            if !map(at, n)?.iter().any(|&(_, _, allocated)| allocated) {
+                return Ok(Filled::Skip);
+            }
+            read(&mut buf[..n as usize], at)?;
+            Ok(Filled::Data {
+                pos: at,
+                len: n as usize,
+            })
+        },
+        |data, at| out.write_nonzero(data, at),
+    )
+}
+
+/// An export's output file. Written buffered, like `cp`: an export need not
+/// be durable when it returns, and recycled page-cache pages are the cheapest
+/// place to put it (writing it direct measured 2-3x slower here).
+struct OutputFile {
+    file: File,
+    name: String,
+}
+
+impl OutputFile {
+    fn create(path: &Path) -> Result<OutputFile> {
+        let name = path.display().to_string();
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {name}"), e))?;
+        Ok(OutputFile { file, name })
     }
-    Ok(())
+
+    /// Write the 4 KiB runs of `data` that are not all zeros at `at + offset`;
+    /// zero runs stay holes.
+    fn write_nonzero(&self, data: &[u8], at: u64) -> Result<()> {
+        const RUN: usize = 4096;
+        let zero_at = |i: usize| is_zero(&data[i..(i + RUN).min(data.len())]);
+        let mut i = 0;
+        while i < data.len() {
+            if zero_at(i) {
+                i += RUN;
+                continue;
+            }
+            let mut j = i + RUN;
+            while j < data.len() && !zero_at(j) {
+                j += RUN;
+            }
+            let j = j.min(data.len());
+            self.file
+                .write_all_at(&data[i..j], at + i as u64)
+                .map_err(|e| Error::io(format!("writing {}", self.name), e))?;
+            i = j;
+        }
+        Ok(())
+    }
 }

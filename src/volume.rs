@@ -97,66 +97,7 @@ fn read_mapped(pool: &PoolInner, phys: &[u64], offset: u64, buf: &mut [u8]) -> R
     flush(&mut run, buf)
 }
 
-/// Copy mapped blocks into `out` at the same logical offsets; holes are skipped
-/// (the caller pre-sizes `out`, so they stay holes).
-fn copy_mapped(
-    pool: &PoolInner,
-    phys: &[u64],
-    offset: u64,
-    len: usize,
-    out: &std::fs::File,
-) -> Result<()> {
-    let bs = pool.block_size as u64;
-    let mut run: Option<(u64, u64, u64)> = None; // (physical offset, logical offset, len)
-    let flush = |run: &mut Option<(u64, u64, u64)>| -> Result<()> {
-        if let Some((at, lo, n)) = run.take() {
-            pool.data
-                .copy_to_file(at, n, out, lo)
-                .map_err(|e| Error::io("copying data blocks out", e))?;
-        }
-        Ok(())
-    };
-    for (i, (_lb, in_block, buf_at, n)) in pieces(bs, offset, len).enumerate() {
-        let p = phys[i];
-        if p == 0 {
-            flush(&mut run)?;
-            continue;
-        }
-        let at = p * bs + in_block as u64;
-        let lo = offset + buf_at as u64;
-        match &mut run {
-            Some((rat, rlo, rn)) if *rat + *rn == at && *rlo + *rn == lo => *rn += n as u64,
-            _ => {
-                flush(&mut run)?;
-                run = Some((at, lo, n as u64));
-            }
-        }
-    }
-    flush(&mut run)
-}
-
 impl Volume {
-    /// Copy `len` bytes at `offset` into `out` at the same offset, leaving
-    /// unmapped ranges untouched (export).
-    pub fn copy_range_to(&self, offset: u64, len: usize, out: &std::fs::File) -> Result<()> {
-        check_range(self.size, offset, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let _gate = self.io.gate.read();
-        let s = span(self.bs(), offset, len);
-        let _range = self.io.ranges.lock(s.first, s.last + 1, false);
-        let phys = {
-            let mut m = self.pool.meta.lock();
-            let v = m.volume_rec(self.id)?;
-            let (root, levels) = (v.root, v.levels);
-            (s.first..=s.last)
-                .map(|lb| m.lookup(root, levels, lb))
-                .collect::<Result<Vec<u64>>>()?
-        };
-        copy_mapped(&self.pool, &phys, offset, len, out)
-    }
-
     pub(crate) fn new(
         pool: Arc<PoolInner>,
         id: u64,
@@ -522,26 +463,6 @@ impl SnapshotReader {
                 .collect::<Result<Vec<u64>>>()?
         };
         read_mapped(&self.pool, &phys, offset, buf)
-    }
-
-    /// As [`Volume::copy_range_to`], from the snapshot.
-    pub fn copy_range_to(&self, offset: u64, len: usize, out: &std::fs::File) -> Result<()> {
-        check_range(self.size, offset, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let _gate = self.io.gate.read();
-        let bs = self.pool.block_size as u64;
-        let s = span(bs, offset, len);
-        let phys = {
-            let mut m = self.pool.meta.lock();
-            let snap = m.snapshot_rec(self.id)?;
-            let (root, levels) = (snap.root, snap.levels);
-            (s.first..=s.last)
-                .map(|lb| m.lookup(root, levels, lb))
-                .collect::<Result<Vec<u64>>>()?
-        };
-        copy_mapped(&self.pool, &phys, offset, len, out)
     }
 
     /// Allocation map of the snapshot, as [`Volume::allocation`].

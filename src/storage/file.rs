@@ -3,10 +3,9 @@
 use super::aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
 use super::{Dir, Storage};
 use parking_lot::Mutex;
-use rustix::fs::{copy_file_range, fadvise, fallocate, Advice, FallocateFlags, OFlags};
+use rustix::fs::{fallocate, FallocateFlags, OFlags};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::num::NonZeroU64;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,48 +172,6 @@ impl Storage for FileStorage {
             Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    fn copy_to_file(&self, offset: u64, len: u64, out: &File, out_offset: u64) -> io::Result<()> {
-        let (mut src, mut dst, end) = (offset, out_offset, offset + len);
-        while src < end {
-            let want = usize::try_from(end - src)
-                .unwrap_or(usize::MAX)
-                .min(1 << 30);
-            match copy_file_range(&self.file, Some(&mut src), out, Some(&mut dst), want) {
-                Ok(0) => {
-                    // Source ended early (a sparse tail): the rest reads as zeros.
-                    let mut zeros = vec![0u8; (end - src).min(1 << 20) as usize];
-                    while src < end {
-                        let n = (end - src).min(zeros.len() as u64) as usize;
-                        zeros[..n].fill(0);
-                        out.write_all_at(&zeros[..n], dst)?;
-                        src += n as u64;
-                        dst += n as u64;
-                    }
-                }
-                Ok(_) => {}
-                // Not supported across these files: fall back to a buffered copy.
-                Err(e)
-                    if [
-                        rustix::io::Errno::XDEV,
-                        rustix::io::Errno::NOSYS,
-                        rustix::io::Errno::INVAL,
-                        rustix::io::Errno::OPNOTSUPP,
-                    ]
-                    .contains(&e) =>
-                {
-                    return super::copy_via_buffer(self, src, end - src, out, dst);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    fn drop_cache(&self, offset: u64, len: u64) {
-        // Only a hint: failure changes no result.
-        let _ = fadvise(&self.file, offset, NonZeroU64::new(len), Advice::DontNeed);
     }
 }
 

@@ -29,39 +29,6 @@ pub trait Storage: Send + Sync {
     /// Deallocate `[offset, offset+len)`: it reads as zeros afterwards and
     /// gives its space back to the filesystem.
     fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// Hint that a range was written in bulk and need not stay cached.
-    fn drop_cache(&self, _offset: u64, _len: u64) {}
-    /// Copy `len` bytes at `offset` into `out` at `out_offset`. Real files
-    /// let the kernel copy without a trip through user space.
-    fn copy_to_file(
-        &self,
-        offset: u64,
-        len: u64,
-        out: &std::fs::File,
-        out_offset: u64,
-    ) -> io::Result<()> {
-        copy_via_buffer(self, offset, len, out, out_offset)
-    }
-}
-
-/// Copy through a bounded user-space buffer.
-pub(crate) fn copy_via_buffer<S: Storage + ?Sized>(
-    src: &S,
-    offset: u64,
-    len: u64,
-    out: &std::fs::File,
-    out_offset: u64,
-) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; len.min(1 << 20) as usize];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        src.read_at(&mut buf[..n], offset + done)?;
-        out.write_all_at(&buf[..n], out_offset + done)?;
-        done += n as u64;
-    }
-    Ok(())
 }
 
 /// The set of files that make up a pool.
