@@ -49,7 +49,7 @@ fn main() {
         0
     };
     let rounds = if full {
-        env_u64("COWSNAP_BENCH_ROUNDS", 41) as usize
+        env_u64("COWSNAP_BENCH_ROUNDS", 101) as usize
     } else {
         3
     };
@@ -73,21 +73,13 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let mut engine = Vec::new();
-    for i in 0..rounds {
-        let t = Instant::now();
-        let s = pool
-            .create_snapshot_limited("srv-1", &format!("e{i}"), "", Some(5))
-            .unwrap();
-        pool.delete_snapshot(s.id).unwrap();
-        engine.push(t.elapsed());
-    }
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (noop, api) = rt.block_on(async {
+    // The three are interleaved within each round, in A B C / C B A order,
+    // so the machine's noise falls on all of them alike.
+    let (engine, noop, api) = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -95,43 +87,61 @@ fn main() {
             let _ = rx.await;
         }));
         let http = reqwest::Client::new();
-        let mut noop = Vec::new();
-        let mut api = Vec::new();
+        let (mut engine, mut noop, mut api) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..rounds {
-            let t = Instant::now();
-            let r = http
-                .get(format!("{url}/ping/"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success());
-            r.bytes().await.unwrap();
-            noop.push(t.elapsed());
-
-            let t = Instant::now();
-            let r = http
-                .post(format!("{url}/snapshots/"))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"server_id": 1, "name": format!("h{i}")}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-            let body: serde_json::Value = r.json().await.unwrap();
-            let id = body["id"].as_u64().unwrap();
-            let r = http
-                .delete(format!("{url}/snapshots/{id}/"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 204);
-            api.push(t.elapsed());
+            for step in if i % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] } {
+                match step {
+                    0 => {
+                        // The plain call, on this thread: no hand-off to
+                        // a blocking thread is charged to the engine.
+                        let t = Instant::now();
+                        tokio::task::block_in_place(|| {
+                            let s = pool
+                                .create_snapshot_limited("srv-1", &format!("e{i}"), "", Some(5))
+                                .unwrap();
+                            pool.delete_snapshot(s.id).unwrap();
+                        });
+                        engine.push(t.elapsed());
+                    }
+                    1 => {
+                        let t = Instant::now();
+                        let r = http
+                            .get(format!("{url}/ping/"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(r.status().is_success());
+                        r.bytes().await.unwrap();
+                        noop.push(t.elapsed());
+                    }
+                    _ => {
+                        let t = Instant::now();
+                        let r = http
+                            .post(format!("{url}/snapshots/"))
+                            .bearer_auth(&token)
+                            .json(&serde_json::json!({"server_id": 1, "name": format!("h{i}")}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 201);
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        let id = body["id"].as_u64().unwrap();
+                        let r = http
+                            .delete(format!("{url}/snapshots/{id}/"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 204);
+                        api.push(t.elapsed());
+                    }
+                }
+            }
         }
         let _ = tx.send(());
         served.await.unwrap().unwrap();
-        (noop, api)
+        (engine, noop, api)
     });
 
     let (engine, noop, api) = (median(engine), median(noop), median(api));
