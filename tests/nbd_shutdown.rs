@@ -244,3 +244,35 @@ fn service_stop_and_restore_close_the_disks_connections_first() {
         "no write after the restore"
     );
 }
+
+/// A refused WRITE (past the end, or to a snapshot export) whose payload
+/// never comes must not hold a close for longer than `close_grace`: the
+/// skip of its payload watches the close like every other wait.
+#[test]
+fn a_refused_write_whose_payload_never_comes_does_not_hold_a_close() {
+    let limits = Limits {
+        close_grace: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let mut fx = Fixture::with_limits(limits);
+    let mut c = Client::open(&fx.addr(), "vol");
+    c.send(WRITE, 0, 77, VOL_SIZE, 4096, &[]); // ENOSPC; no payload sent
+    let snap = fx.snapshot();
+    let mut ro = Client::open(&fx.addr(), &format!("vol@{snap}"));
+    ro.send(WRITE, 0, 78, 0, 1 << 20, &[]); // EPERM; no payload sent
+    std::thread::sleep(Duration::from_millis(200));
+
+    let control = fx.control.clone();
+    let disabling = std::thread::spawn(move || control.disable_rw("vol"));
+    assert!(
+        eventually(8, || disabling.is_finished()),
+        "disable_rw still blocked after 8 s (close_grace 2 s)"
+    );
+    let server = fx.server.take().unwrap();
+    let stopping = std::thread::spawn(move || server.stop());
+    assert!(
+        eventually(8, || stopping.is_finished()),
+        "server stop still blocked after 8 s (close_grace 2 s)"
+    );
+    drop((c, ro));
+}

@@ -621,19 +621,33 @@ async fn idempotency_key_survives_a_client_disconnect() {
 
 /// While a restore runs, its server says `restoring`, and every other
 /// operation on the server is refused as busy and changes nothing; after
-/// it the server is stopped.
+/// it the server is stopped. Caught in the restore's own commit (server
+/// stopped beforehand).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_in_progress_shows_and_keeps_the_server_busy() {
+    restore_in_progress_is_busy(true).await;
+}
+
+/// The same, caught in the automatic stop a restore of a running server
+/// begins with: that is part of the restore too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_a_restore_begins_with_already_keeps_the_server_busy() {
+    restore_in_progress_is_busy(false).await;
+}
+
+async fn restore_in_progress_is_busy(stop_first: bool) {
     let api = Api::on_sim().await;
     let t = api.account("acme");
     api.server("acme", 1, "web", MIB);
     let snap = api.snapshot(&t, 1, "s").await;
     let other = api.snapshot(&t, 1, "t").await;
-    // Stopped already, so the restore's first sync is its own commit.
-    let r = api
-        .call(Method::POST, Some(&t), "/api/v1/servers/1/stop/", None, &[])
-        .await;
-    assert_eq!(r.status, StatusCode::OK);
+    if stop_first {
+        // The restore's first sync is then its own commit.
+        let r = api
+            .call(Method::POST, Some(&t), "/api/v1/servers/1/stop/", None, &[])
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
     let hold = SyncHold::arm(api.disk.as_ref().unwrap());
     let (http, url, t2) = (api.http.clone(), api.url.clone(), t.clone());
     let restore = tokio::spawn(async move {

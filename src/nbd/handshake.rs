@@ -121,8 +121,23 @@ where
         }
         let (back, out, step) = answer(neg, ctx.clone(), code, data).await?;
         neg = back;
-        s.write_all(&out).await?;
-        s.flush().await?;
+        // A client that does not take its answer is dropped after
+        // `close_grace`: a GO answer already holds the export's read-write
+        // lease, which a server stop waits for.
+        let written = tokio::time::timeout(ctx.limits.close_grace, async {
+            s.write_all(&out).await?;
+            s.flush().await
+        })
+        .await;
+        match written {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client does not read its option replies",
+                ))
+            }
+        }
         match step {
             Step::More => {}
             Step::Leave => return Ok(None),

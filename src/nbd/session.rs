@@ -201,8 +201,16 @@ impl Conn {
             Ok(Command::Disconnect) => return Err(End::Disconnect),
             Ok(cmd) => cmd,
             Err(refusal) => {
-                // The payload is skipped, never buffered, whatever its size.
-                frames.skip(h.payload_len()).await.map_err(End::Broken)?;
+                // The payload is skipped, never buffered, whatever its size;
+                // a close does not wait for a payload that never comes.
+                tokio::select! {
+                    biased;
+                    _ = close.wait() => {
+                        self.send(Reply::shutting_down(h.cookie), Charge::none());
+                        return Err(End::Closed(Resume::Lost));
+                    }
+                    r = frames.skip(h.payload_len()) => r.map_err(End::Broken)?,
+                }
                 let charge = tokio::select! {
                     biased;
                     _ = close.wait() => Charge::none(),

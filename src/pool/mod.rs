@@ -340,6 +340,7 @@ impl PoolInner {
     /// page found halfway down a tree), so it poisons the pool: the half
     /// change must never reach a commit.
     pub fn mutate<T>(&self, change: impl FnOnce(&mut MetaState) -> Result<T>) -> Result<T> {
+        let _panic = PoisonOnPanic(self);
         let r = change(&mut self.meta.lock());
         if let Err(e) = &r {
             if matches!(e.kind(), crate::ErrorKind::Corrupt | crate::ErrorKind::Io) {
@@ -368,6 +369,7 @@ impl PoolInner {
 
     /// Make all completed writes and metadata changes durable.
     pub fn commit(&self) -> Result<()> {
+        let _panic = PoisonOnPanic(self);
         self.check_writable()?;
         let mut cs = self.commit.lock();
         self.check_writable()?;
@@ -441,6 +443,7 @@ impl PoolInner {
     /// runs; the metadata lock only while the changes and page images are
     /// taken, so reads and writes go on while the pages are written.
     fn checkpoint(&self, cs: &mut CommitState) -> Result<()> {
+        let _panic = PoisonOnPanic(self);
         self.check_writable()?;
         let (txn, images) = {
             let mut m = self.meta.lock();
@@ -519,11 +522,46 @@ impl PoolInner {
     }
 }
 
+/// Poisons the pool when dropped while its thread panics. parking_lot locks
+/// do not poison, so without this a panic halfway through a metadata change
+/// (a bug) would leave the half change in memory for the next commit.
+struct PoisonOnPanic<'a>(&'a PoolInner);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut p = self.0.poison.lock();
+            if p.is_none() {
+                *p = Some("a panic inside a metadata change or commit".into());
+            }
+        }
+    }
+}
+
 impl Drop for PoolInner {
     fn drop(&mut self) {
         // Best effort: a pool dropped without close() still persists what it can.
         if !self.closed.load(Ordering::SeqCst) && self.check_writable().is_ok() {
             let _ = self.commit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sim::SimDisk;
+
+    #[test]
+    fn a_panic_inside_a_metadata_change_poisons_the_pool() {
+        let pool = Pool::create_in(Arc::new(SimDisk::new()), 4096).unwrap();
+        let inner = pool.inner.clone();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.mutate(|_| -> Result<()> { panic!("a bug halfway through a change") })
+        }));
+        assert!(panicked.is_err());
+        let e = pool.create_volume("v", 4096).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Poisoned, "{e}");
+        assert!(e.to_string().contains("panic"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 
 use super::core::Service;
 use super::error::{reason, ServiceError};
-use super::model::{ServerStatus, MAX_DESCRIPTION, SNAPSHOT_LIMIT};
+use super::model::{ServerRec, ServerStatus, MAX_DESCRIPTION, SNAPSHOT_LIMIT};
 use super::registry::{Registry, SnapMeta};
 use super::servers::{busy, server_view};
 use super::{Keyed, Restored, ServerRef, SnapshotView};
@@ -244,11 +244,26 @@ impl Service {
         // Look again under the lock: the snapshot or server may have gone.
         self.snapshot_server(account, id)?;
         let (rec, _) = self.server_rec(Some(account), server)?;
+        // From here the server reads `restoring`, and every other operation
+        // on it is refused as busy, for the whole restore, its stop included.
+        self.set_restoring(server, true);
+        let outcome = self.stop_and_restore(&rec, id, keyed);
+        self.set_restoring(server, false);
+        outcome
+    }
+
+    /// The restore proper, with the server marked restoring.
+    fn stop_and_restore(
+        &self,
+        rec: &ServerRec,
+        id: u64,
+        keyed: Option<Keyed<'_, Restored>>,
+    ) -> Result<Restored, ServiceError> {
         // No NBD write may race the restore: the disk's connections flush
         // and close first, and none reopen while the server is stopped.
         self.sync_export(&rec.volume, ServerStatus::Stopped);
         if rec.status != ServerStatus::Stopped {
-            self.persist_status(&rec, ServerStatus::Stopped)
+            self.persist_status(rec, ServerStatus::Stopped)
                 .inspect_err(|_| self.sync_export(&rec.volume, rec.status))?;
         }
         // The outcome is known before the engine runs: the snapshot as it
@@ -256,18 +271,18 @@ impl Service {
         let restored = {
             let reg = self.reg.lock();
             let snapshot = reg.snapshots.get(&id).map(|m| view(&reg, m));
-            let server = reg.servers.get(&server).map(server_view);
+            let server = reg.servers.get(&rec.id).map(server_view);
             match (snapshot, server) {
-                (Some(snapshot), Some(server)) => Restored { snapshot, server },
+                (Some(snapshot), Some(mut server)) => {
+                    server.status = ServerStatus::Stopped.as_str();
+                    Restored { snapshot, server }
+                }
                 _ => return Err(ServiceError::not_found("Snapshot")),
             }
         };
         let recording = keyed.map(|k| k.recording(&restored)).transpose()?;
         let changes = recording.iter().map(|r| r.change.clone()).collect();
-        self.set_restoring(server, true);
-        let done = self.pool.restore_snapshot_with(id, |_| changes);
-        self.set_restoring(server, false);
-        done?;
+        self.pool.restore_snapshot_with(id, |_| changes)?;
         if let Some(r) = recording {
             self.keep_answer(r);
         }

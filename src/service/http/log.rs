@@ -3,22 +3,44 @@
 //! is a token, wherever a client put it.
 
 use axum::extract::Request;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
 
+/// Logs its request when dropped: also when the client went away and the
+/// handler was cancelled before it answered (status 499, as nginx says).
+struct RequestLine {
+    started: Instant,
+    method: Method,
+    path: String,
+    status: u16,
+}
+
+impl Drop for RequestLine {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "cowsnap::http",
+            method = %self.method,
+            path = %self.path,
+            status = self.status,
+            latency_ms = format!("{:.3}", self.started.elapsed().as_secs_f64() * 1e3),
+            "request"
+        );
+    }
+}
+
+/// Status logged for a request whose client closed the connection first.
+const CLIENT_CLOSED: u16 = 499;
+
 pub async fn log_request(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let mut line = RequestLine {
+        started: Instant::now(),
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        status: CLIENT_CLOSED,
+    };
     let response = next.run(req).await;
-    tracing::info!(
-        target: "cowsnap::http",
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        latency_ms = format!("{:.3}", started.elapsed().as_secs_f64() * 1e3),
-        "request"
-    );
+    line.status = response.status().as_u16();
     response
 }
