@@ -3,11 +3,12 @@
 //! un-synced writes and fails on demand.
 
 mod aligned;
+mod direct;
 mod file;
 pub mod sim;
 
 pub use aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
-pub use file::{FileStorage, FsDir, DIRECT_MIN_LEN};
+pub use file::{FileStorage, FsDir};
 
 use std::io;
 use std::sync::Arc;
