@@ -161,6 +161,17 @@ pub fn max_data_blocks(block_size: u32) -> u64 {
 /// Largest volume or snapshot id.
 pub const MAX_ID: u64 = 1 << 62;
 
+/// Most bytes the encoded catalog may take. Each checkpoint writes it whole
+/// as one journal record, which may not exceed the format's 1 GiB payload
+/// bound; refusing growth well below that keeps every checkpoint writable.
+pub const MAX_CATALOG_BYTES: u64 = 256 << 20;
+/// Longest app-data key.
+pub const MAX_APP_KEY: usize = 1024;
+/// Largest app-data value.
+pub const MAX_APP_VALUE: usize = 16 << 20;
+/// Most app-data bytes (keys and values) one change may carry.
+pub const MAX_APP_CHANGE: u64 = 64 << 20;
+
 /// Longest description we store, so one record cannot bloat the catalog.
 pub const MAX_DESCRIPTION: usize = 4096;
 

@@ -21,6 +21,13 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
         .unwrap_or_else(|e| unreachable!("bincode cannot fail on plain data: {e}"))
 }
 
+/// The length [`encode`] would produce, without building it.
+pub fn encoded_len<T: Serialize>(value: &T) -> u64 {
+    options(u64::MAX)
+        .serialized_size(value)
+        .unwrap_or_else(|e| unreachable!("bincode cannot fail on plain data: {e}"))
+}
+
 /// Decode untrusted bytes. The size limit stops a hostile length prefix from
 /// allocating more than the input could describe.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {

@@ -75,6 +75,9 @@ pub enum Error {
     InvalidArgument { what: &'static str, reason: String },
     #[error("limit reached: {what} (limit {limit})")]
     LimitReached { what: String, limit: u64 },
+    /// The caller's per-volume snapshot maximum ([`crate::Pool::create_snapshot_limited`]).
+    #[error("volume {volume} already has {limit} snapshots, its limit")]
+    SnapshotLimit { volume: String, limit: u64 },
     #[error("pool refuses writes after an earlier I/O failure ({cause}); reopen it")]
     Poisoned { cause: String },
     #[error("pool is open read-only")]
@@ -92,7 +95,7 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
-            Error::LimitReached { .. } => ErrorKind::LimitReached,
+            Error::LimitReached { .. } | Error::SnapshotLimit { .. } => ErrorKind::LimitReached,
             Error::Poisoned { .. } => ErrorKind::Poisoned,
             Error::ReadOnly => ErrorKind::ReadOnly,
         }

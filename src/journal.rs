@@ -6,7 +6,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::format::journal::{
     decode_record_header, encode_record, next_epoch, padded_len, seq_follows, verify_record,
-    JournalHeader, RecordFault, RecordKind, FIRST_RECORD_AT, RECORD_HEADER_LEN,
+    JournalHeader, RecordFault, RecordKind, FIRST_RECORD_AT, MAX_PAYLOAD, RECORD_HEADER_LEN,
 };
 use crate::format::PAGE_SIZE;
 use crate::meta::{MetaState, Replayed};
@@ -26,6 +26,17 @@ pub(crate) struct Journal {
     file_len: u64,
 }
 
+/// A payload over the format's bound would be written but never replayed.
+fn fits_a_record(journal: &str, len: usize) -> Result<()> {
+    if len as u64 > u64::from(MAX_PAYLOAD) {
+        return Err(Error::LimitReached {
+            what: format!("journal record bytes in {journal} ({len} asked)"),
+            limit: u64::from(MAX_PAYLOAD),
+        });
+    }
+    Ok(())
+}
+
 impl Journal {
     /// Begin generation `generation` in `file`: header, the whole catalog, Commit.
     pub fn start(
@@ -35,14 +46,12 @@ impl Journal {
         pool_id: u64,
         catalog: &Catalog,
     ) -> Result<Journal> {
+        let base = crate::codec::encode(catalog);
+        // Refused before anything is written: the previous generation stays
+        // the valid one.
+        fits_a_record(name, base.len())?;
         let mut body = Vec::new();
-        encode_record(
-            &mut body,
-            generation,
-            0,
-            RecordKind::Base,
-            &crate::codec::encode(catalog),
-        );
+        encode_record(&mut body, generation, 0, RecordKind::Base, &base);
         encode_record(&mut body, generation, 1, RecordKind::Commit, &[]);
         let used = PAGE_SIZE as u64 + body.len() as u64;
         let file_len = JOURNAL_FILE_LEN.max(used.next_multiple_of(PAGE_SIZE as u64));
@@ -79,6 +88,9 @@ impl Journal {
     /// Frame `records` plus a Commit record and write them; the caller syncs
     /// with [`Journal::sync`] to make the transaction durable.
     pub fn append(&mut self, records: &[(RecordKind, Vec<u8>)]) -> Result<()> {
+        for (_, payload) in records {
+            fits_a_record(self.name, payload.len())?;
+        }
         let mut buf = Vec::with_capacity(
             records
                 .iter()
@@ -250,6 +262,8 @@ impl Journal {
             ));
         }
         state.finish_replay(name)?;
+        // Everything is judged before the first write of the open.
+        state.catalog.validate(state.block_size, name)?;
         if tail.dirty {
             // A crash left a torn append after `end`. New records will
             // overwrite it only in part, and a later epoch alone cannot keep

@@ -211,7 +211,10 @@ impl Volume {
         let emptied = match self.blocks_left_zero(buf, &plan, &targets) {
             Ok(e) => e,
             Err(e) => {
+                // The data is on disk but what it holds is unknown to us: as
+                // after a failed write, refuse further writes until reopen.
                 abandon(&mut self.pool.meta.lock(), &targets);
+                self.pool.poison(&e);
                 return Err(e);
             }
         };

@@ -12,7 +12,7 @@ pub(crate) use ops::MAX_VOLUME_SIZE;
 pub(crate) use refs::RefTable;
 pub(crate) use tree::WriteTarget;
 
-use crate::catalog::{Catalog, CatalogOp, Counters};
+use crate::catalog::{Catalog, CatalogOp, Counters, MAX_CATALOG_BYTES};
 use crate::error::{Error, Result};
 use crate::format::journal::RecordKind;
 use crate::format::{files, node, PAGE_SIZE};
@@ -62,6 +62,11 @@ pub(crate) struct MetaState {
     node_hint: u64,
     /// Clean pages kept cached per store before trimming.
     pub cache_pages: usize,
+    /// An upper bound on the encoded catalog's length (None: not yet known,
+    /// as after replay); see [`MetaState::ensure_catalog_room`].
+    catalog_bound: Option<u64>,
+    /// [`MAX_CATALOG_BYTES`], smaller in tests.
+    pub(crate) catalog_limit: u64,
 }
 
 /// A journal record decoded and validated, waiting for its Commit.
@@ -108,12 +113,40 @@ impl MetaState {
             data_hint: 1,
             node_hint: 1,
             cache_pages: CACHE_PAGES,
+            catalog_bound: None,
+            catalog_limit: MAX_CATALOG_BYTES,
         }
     }
 
     pub fn push_op(&mut self, op: CatalogOp) {
+        // An op's own encoding is at least what applying it adds to the catalog.
+        if let Some(bound) = &mut self.catalog_bound {
+            *bound += crate::codec::encoded_len(&op);
+        }
         self.catalog.apply(op.clone());
         self.pending_ops.push(op);
+    }
+
+    /// Refuse, before anything changes, an operation that would add up to
+    /// `extra` bytes to a catalog already near [`MAX_CATALOG_BYTES`]. The
+    /// running bound makes this O(1); the exact O(catalog) length is taken
+    /// only when the bound says the catalog may be full.
+    pub fn ensure_catalog_room(&mut self, extra: u64) -> Result<()> {
+        let limit = self.catalog_limit;
+        let fits = |len: u64| len.saturating_add(extra) <= limit;
+        if self.catalog_bound.is_some_and(fits) {
+            return Ok(());
+        }
+        let exact = crate::codec::encoded_len(&self.catalog);
+        self.catalog_bound = Some(exact);
+        if fits(exact) {
+            Ok(())
+        } else {
+            Err(Error::LimitReached {
+                what: format!("catalog bytes ({exact} used, {extra} more asked)"),
+                limit,
+            })
+        }
     }
 
     pub fn mark_volume_dirty(&mut self, id: u64) {

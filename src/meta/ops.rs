@@ -10,6 +10,10 @@ use crate::catalog::{
 use crate::error::{Error, Result};
 use crate::format::node;
 
+/// Most a volume or snapshot record adds to the catalog: fixed fields, a
+/// name and the longest description.
+const RECORD_ROOM: u64 = 512 + crate::catalog::MAX_DESCRIPTION as u64;
+
 /// Largest volume: 2^60 bytes keeps every block/byte product inside u64.
 pub const MAX_VOLUME_SIZE: u64 = 1 << 60;
 
@@ -60,6 +64,7 @@ impl MetaState {
 
     pub fn create_volume(&mut self, name: &str, size_bytes: u64, now: u64) -> Result<VolumeRec> {
         self.check_volume_name_free(name)?;
+        self.ensure_catalog_room(RECORD_ROOM)?;
         if size_bytes == 0 || size_bytes > MAX_VOLUME_SIZE {
             return Err(Error::invalid(
                 "volume size",
@@ -128,12 +133,13 @@ impl MetaState {
         }
         if let Some(limit) = limit {
             if count >= limit {
-                return Err(Error::LimitReached {
-                    what: format!("snapshots of volume {}", vol.name),
+                return Err(Error::SnapshotLimit {
+                    volume: vol.name.clone(),
                     limit: limit as u64,
                 });
             }
         }
+        self.ensure_catalog_room(RECORD_ROOM)?;
         if vol.root != 0 {
             self.node_incref(vol.root)?;
         }
@@ -168,6 +174,7 @@ impl MetaState {
         description: Option<&str>,
     ) -> Result<SnapshotRec> {
         let mut rec = self.snapshot_rec(id)?.clone();
+        self.ensure_catalog_room(RECORD_ROOM)?;
         if let Some(name) = name {
             validate_name("snapshot name", name)?;
             let clash = self
@@ -221,6 +228,7 @@ impl MetaState {
     pub fn clone_snapshot(&mut self, id: u64, name: &str, now: u64) -> Result<VolumeRec> {
         self.check_volume_name_free(name)?;
         let snap = self.snapshot_rec(id)?.clone();
+        self.ensure_catalog_room(RECORD_ROOM)?;
         if snap.root != 0 {
             self.node_incref(snap.root)?;
         }

@@ -13,19 +13,78 @@ use crate::volume::{SnapshotReader, Volume};
 /// the `_with` operations, which commit it in the same transaction as the
 /// operation itself: a service's record of what it did then always agrees
 /// with what the engine did, whenever power fails.
+///
+/// A `record` closure runs under the pool's metadata lock, after the
+/// operation changed the metadata in memory: it must only build the change
+/// (calling back into the [`Pool`] deadlocks), and its changes may carry at
+/// most [`MAX_LINKED_CHANGE`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppDataChange {
     Put(String, Vec<u8>),
     Delete(String),
 }
 
-fn apply_changes(m: &mut MetaState, changes: Vec<AppDataChange>) {
+/// Most app-data bytes the `_with` operations may commit with their change;
+/// room for them is reserved before the operation starts.
+pub const MAX_LINKED_CHANGE: u64 = 1 << 20;
+
+/// Check `changes` against the app-data bounds, before anything is applied.
+fn validate_changes(changes: &[AppDataChange], max_total: u64) -> Result<u64> {
+    use crate::catalog::{MAX_APP_KEY, MAX_APP_VALUE};
+    let mut total = 0u64;
+    for change in changes {
+        let (key, value_len) = match change {
+            AppDataChange::Put(k, v) => (k, v.len()),
+            AppDataChange::Delete(k) => (k, 0),
+        };
+        if key.is_empty() || key.len() > MAX_APP_KEY {
+            return Err(Error::invalid(
+                "app data key",
+                format!("{} bytes is outside 1..={MAX_APP_KEY}", key.len()),
+            ));
+        }
+        if value_len > MAX_APP_VALUE {
+            return Err(Error::invalid(
+                "app data value",
+                format!("{value_len} bytes under {key:?} is more than {MAX_APP_VALUE}"),
+            ));
+        }
+        // Each change's encoding: a tag and two length prefixes besides its bytes.
+        total += (key.len() + value_len) as u64 + 32;
+    }
+    if total > max_total {
+        return Err(Error::invalid(
+            "app data change",
+            format!("{total} bytes in one change is more than {max_total}"),
+        ));
+    }
+    Ok(total)
+}
+
+fn push_changes(m: &mut MetaState, changes: Vec<AppDataChange>) {
     for change in changes {
         m.push_op(match change {
             AppDataChange::Put(k, v) => crate::catalog::CatalogOp::PutAppData(k, v),
             AppDataChange::Delete(k) => crate::catalog::CatalogOp::DeleteAppData(k),
         });
     }
+}
+
+/// Apply the changes a `_with` operation's `record` gave, after the
+/// operation itself changed the metadata. Room for [`MAX_LINKED_CHANGE`]
+/// bytes was reserved first; a record beyond it is the embedder's bug and,
+/// coming after a half-made change, poisons the pool rather than commit it.
+fn apply_linked(
+    inner: &super::PoolInner,
+    m: &mut MetaState,
+    changes: Vec<AppDataChange>,
+) -> Result<()> {
+    if let Err(e) = validate_changes(&changes, MAX_LINKED_CHANGE) {
+        inner.poison(&e);
+        return Err(e);
+    }
+    push_changes(m, changes);
+    Ok(())
 }
 
 impl Pool {
@@ -78,9 +137,10 @@ impl Pool {
     ) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
         let info = self.inner.mutate(|m| {
+            m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
             let id = m.create_volume(name, size_bytes, now_unix())?.id;
             let info = Self::volume_info_of(m, id)?;
-            apply_changes(m, record(&info));
+            apply_linked(&self.inner, m, record(&info))?;
             Ok(info)
         })?;
         self.inner.commit()?;
@@ -135,8 +195,10 @@ impl Pool {
         {
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
+                validate_changes(&changes, MAX_LINKED_CHANGE)?;
+                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
                 m.delete_volume(id)?;
-                apply_changes(m, changes);
+                push_changes(m, changes);
                 Ok(())
             })?;
         }
@@ -184,9 +246,10 @@ impl Pool {
             // completed before this call and none that start after it returns.
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
+                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
                 let rec = m.create_snapshot(id, name, description, limit, now_unix())?;
                 let info = Self::snapshot_info_of(m, &rec)?;
-                apply_changes(m, record(&info));
+                apply_linked(&self.inner, m, record(&info))?;
                 Ok(info)
             })?
         };
@@ -251,9 +314,10 @@ impl Pool {
         let info = {
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
+                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
                 m.restore_snapshot(id)?;
                 let info = Self::volume_info_of(m, vol)?;
-                apply_changes(m, record(&info));
+                apply_linked(&self.inner, m, record(&info))?;
                 Ok(info)
             })?
         };
@@ -276,8 +340,10 @@ impl Pool {
             // not freed under them.
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
+                validate_changes(&changes, MAX_LINKED_CHANGE)?;
+                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
                 m.delete_snapshot(id)?;
-                apply_changes(m, changes);
+                push_changes(m, changes);
                 Ok(())
             })?;
         }
@@ -356,7 +422,12 @@ impl Pool {
     /// all of them or none.
     pub fn change_app_data(&self, changes: Vec<AppDataChange>) -> Result<()> {
         self.inner.check_writable()?;
-        apply_changes(&mut self.inner.meta.lock(), changes);
+        let bytes = validate_changes(&changes, crate::catalog::MAX_APP_CHANGE)?;
+        {
+            let mut m = self.inner.meta.lock();
+            m.ensure_catalog_room(bytes)?;
+            push_changes(&mut m, changes);
+        }
         self.inner.commit()
     }
 

@@ -259,8 +259,6 @@ impl Pool {
             sb.pool_id,
             &mut meta,
         )?;
-        meta.catalog
-            .validate(sb.block_size, files::JOURNALS[jidx])?;
         Ok(Pool {
             inner: Arc::new(PoolInner {
                 desc,
@@ -388,7 +386,10 @@ impl PoolInner {
             self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
         }
         let Some(txn) = txn else { return Ok(()) };
-        self.guard(cs.journal.append(&txn.records))?;
+        // Any append failure poisons: the transaction left memory already.
+        cs.journal
+            .append(&txn.records)
+            .inspect_err(|e| self.poison(e))?;
         self.guard(cs.journal.sync())?;
         // The commit is durable: freed blocks may now go back to the filesystem and the allocator,
         // and blocks it unshared may be written in place.
@@ -487,14 +488,28 @@ impl PoolInner {
             if self.data_dirty.swap(false, Ordering::SeqCst) {
                 self.guard(self.data.sync().map_err(|e| Error::io("syncing data", e)))?;
             }
-            self.guard(cs.journal.append(&txn.records))?;
+            // Any append failure poisons: the transaction left memory already.
+            cs.journal
+                .append(&txn.records)
+                .inspect_err(|e| self.poison(e))?;
             self.guard(cs.journal.sync())?;
         }
+        let Some(generation) = cs
+            .superblock
+            .generation
+            .checked_add(1)
+            .filter(|g| *g <= crate::format::superblock::MAX_GENERATION)
+        else {
+            return Err(Error::LimitReached {
+                what: "checkpoint generations".into(),
+                limit: crate::format::superblock::MAX_GENERATION,
+            });
+        };
         // Pages home and synced before the next generation's journal and
         // superblock can name them.
         self.guard(images.write_pages())?;
         let next = Superblock {
-            generation: cs.superblock.generation + 1,
+            generation,
             ..cs.superblock
         };
         let jidx = (next.generation % 2) as usize;
@@ -563,5 +578,87 @@ mod tests {
         let e = pool.create_volume("v", 4096).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Poisoned, "{e}");
         assert!(e.to_string().contains("panic"), "{e}");
+    }
+
+    #[test]
+    fn a_full_catalog_refuses_growth_before_changing_anything() {
+        let disk = SimDisk::new();
+        let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
+        pool.create_volume("v", 1 << 20).unwrap();
+        pool.volume("v").unwrap().write_at(&[7; 4096], 0).unwrap();
+        pool.inner.meta.lock().catalog_limit = 64 << 10;
+        let mut stored = 0;
+        let full = loop {
+            match pool.put_app_data(&format!("k{stored}"), vec![1; 4000]) {
+                Ok(()) => stored += 1,
+                Err(e) => break e,
+            }
+            assert!(stored < 100, "the limit never bit");
+        };
+        assert_eq!(full.kind(), crate::ErrorKind::LimitReached, "{full}");
+        assert!(full.to_string().contains("catalog bytes"), "{full}");
+        assert!(stored >= 10, "refused too early: {stored}");
+        assert_eq!(pool.app_data(&format!("k{stored}")), None);
+        let snaps = pool
+            .create_snapshot("v", "s", &"d".repeat(4096))
+            .unwrap_err();
+        assert_eq!(snaps.kind(), crate::ErrorKind::LimitReached, "{snaps}");
+        assert!(!matches!(snaps, Error::SnapshotLimit { .. }), "{snaps}");
+        assert!(pool.list_snapshots(None).unwrap().is_empty());
+        // Refusals are not failures: the pool still takes writes and
+        // shrinking changes, and nothing it refused left a trace.
+        pool.delete_app_data("k0").unwrap();
+        pool.volume("v")
+            .unwrap()
+            .write_at(&[8; 4096], 4096)
+            .unwrap();
+        pool.checkpoint().unwrap();
+        let report = pool.check(false).unwrap();
+        assert!(report.ok && report.leaked_blocks == 0, "{report:?}");
+        drop(pool);
+        let pool = Pool::open_in(Arc::new(disk)).unwrap();
+        assert_eq!(pool.app_data("k0"), None);
+        assert_eq!(pool.app_data("k1"), Some(vec![1; 4000]));
+        assert_eq!(pool.app_data(&format!("k{stored}")), None);
+        assert_eq!(pool.volume_info("v").unwrap().allocated_bytes, 8192);
+    }
+
+    #[test]
+    fn app_data_beyond_its_bounds_is_refused_whole() {
+        let pool = Pool::create_in(Arc::new(SimDisk::new()), 4096).unwrap();
+        let long_key = "k".repeat(crate::catalog::MAX_APP_KEY + 1);
+        let big = vec![0; crate::catalog::MAX_APP_VALUE + 1];
+        for changes in [
+            vec![AppDataChange::Put(long_key.clone(), vec![1])],
+            vec![AppDataChange::Put(String::new(), vec![1])],
+            vec![
+                AppDataChange::Put("ok".into(), vec![1]),
+                AppDataChange::Put("big".into(), big),
+            ],
+        ] {
+            let e = pool.change_app_data(changes).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+        }
+        assert_eq!(
+            pool.app_data("ok"),
+            None,
+            "a refused change applied in part"
+        );
+        let many: Vec<_> = (0..5)
+            .map(|i| AppDataChange::Put(format!("m{i}"), vec![0; 15 << 20]))
+            .collect();
+        let e = pool.change_app_data(many).unwrap_err();
+        assert!(e.to_string().contains("in one change"), "{e}");
+        // A `_with` record past its reserved room is the embedder's bug: it
+        // poisons rather than commit a change made halfway.
+        pool.create_volume("v", 4096).unwrap();
+        let e = pool
+            .create_snapshot_with("v", "s", "", None, |_| {
+                vec![AppDataChange::Put("r".into(), vec![0; 2 << 20])]
+            })
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{e}");
+        let after = pool.create_volume("w", 4096).unwrap_err();
+        assert_eq!(after.kind(), crate::ErrorKind::Poisoned, "{after}");
     }
 }

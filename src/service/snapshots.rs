@@ -108,12 +108,12 @@ impl Service {
                         changes
                     },
                 )
-                .map_err(|e| match e.kind() {
-                    ErrorKind::LimitReached => ServiceError::LimitReached {
+                .map_err(|e| match e {
+                    crate::Error::SnapshotLimit { .. } => ServiceError::LimitReached {
                         limit: SNAPSHOT_LIMIT,
                     },
-                    ErrorKind::AlreadyExists => name_taken(),
-                    _ => e.into(),
+                    e if e.kind() == ErrorKind::AlreadyExists => name_taken(),
+                    e => e.into(),
                 })?;
             let meta = SnapMeta::from_info(rec.id, &info);
             let view = snapshot_view(&rec.name, &meta);
