@@ -15,21 +15,28 @@ pub struct FileStorage {
     /// The same file opened `O_DIRECT`. When present, *every* read and write
     /// goes through it (see `direct.rs` for why never a mix).
     direct: Option<File>,
+    /// Growth of the file ahead of direct writes (direct mode only).
+    ahead: Option<super::ahead::AllocateAhead>,
 }
 
 impl FileStorage {
     /// A file accessed through the page cache.
     pub fn new(file: File) -> Self {
-        FileStorage { file, direct: None }
+        FileStorage {
+            file,
+            direct: None,
+            ahead: None,
+        }
     }
 
     /// `file`, whose reads and writes all go through `direct`, the same file
     /// opened `O_DIRECT` (`file` is kept for sync, length and hole punching).
-    pub fn with_direct(file: File, direct: File) -> Self {
-        FileStorage {
+    pub fn with_direct(file: File, direct: File) -> io::Result<Self> {
+        Ok(FileStorage {
+            ahead: Some(super::ahead::AllocateAhead::new(&file)?),
             file,
             direct: Some(direct),
-        }
+        })
     }
 }
 
@@ -64,7 +71,12 @@ impl Storage for FileStorage {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         match &self.direct {
-            Some(direct) => super::direct::write_at(direct, buf, offset),
+            Some(direct) => {
+                if let Some(ahead) = &self.ahead {
+                    ahead.before_write(&self.file, offset + buf.len() as u64)?;
+                }
+                super::direct::write_at(direct, buf, offset)
+            }
             None => self.file.write_all_at(buf, offset),
         }
     }
@@ -74,7 +86,11 @@ impl Storage for FileStorage {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)
+        self.file.set_len(len)?;
+        if let Some(ahead) = &self.ahead {
+            ahead.truncated_to(len);
+        }
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
@@ -136,7 +152,7 @@ impl Dir for FsDir {
         // Filesystems without direct I/O (some tmpfs) refuse the flag at
         // open or the first I/O; the file then works buffered, all of it.
         Ok(Arc::new(match self.open_file(name, OFlags::DIRECT) {
-            Ok(direct) if direct_io_works(&direct) => FileStorage::with_direct(file, direct),
+            Ok(direct) if direct_io_works(&direct) => FileStorage::with_direct(file, direct)?,
             _ => FileStorage::new(file),
         }))
     }
@@ -172,7 +188,8 @@ mod tests {
         let fs = FsDir::new(dir.path());
         let direct = fs.open_file("data", OFlags::DIRECT).unwrap();
         assert!(direct_io_works(&direct), "direct I/O on the test directory");
-        let f = FileStorage::with_direct(fs.open_file("data", OFlags::empty()).unwrap(), direct);
+        let f = FileStorage::with_direct(fs.open_file("data", OFlags::empty()).unwrap(), direct)
+            .unwrap();
         let mut model = vec![0u8; 1 << 20];
         let mut rng = 0x9E37_79B9_u64;
         let mut mem = vec![0u8; (256 << 10) + 7];
@@ -195,12 +212,41 @@ mod tests {
                 );
             }
         }
-        // Past the end of the file reads as zeros, also mid-page.
+        // Past the end of the file reads as zeros, also mid-page (the file
+        // was allocated ahead, so it may be longer than anything written).
         let file_len = f.len().unwrap();
+        model.resize(model.len().max(file_len as usize), 0);
         let mut tail = vec![0xffu8; 10_000];
         f.read_at(&mut tail, file_len - 100).unwrap();
         assert!(tail[..100] == model[file_len as usize - 100..file_len as usize]);
         assert!(tail[100..].iter().all(|&b| b == 0));
         f.sync().unwrap();
+    }
+
+    #[test]
+    fn writes_past_the_end_allocate_the_file_ahead_in_steps() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FsDir::new(dir.path());
+        let data = fs.open_data("data").unwrap();
+        let at = 10 << 20;
+        data.write_at(&[5; 4096], at).unwrap();
+        let len = data.len().unwrap();
+        assert!(len >= at + (1 << 20), "grown by at least a step: {len}");
+        assert_eq!(len % (1 << 20), 0, "grown to a whole step: {len}");
+        let allocated = std::fs::metadata(dir.path().join("data")).unwrap().blocks() * 512;
+        assert!(allocated >= len - at, "allocated {allocated} of {len}");
+        // Writes inside the allocated range leave the length alone and read back.
+        data.write_at(&[6; 4096], len - 4096).unwrap();
+        assert_eq!(data.len().unwrap(), len);
+        let mut back = vec![0; 8192];
+        data.read_at(&mut back, at).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 5) && back[4096..].iter().all(|&b| b == 0));
+        // After a cut, growth starts again from the new end.
+        data.set_len(1 << 20).unwrap();
+        data.write_at(&[7; 4096], 2 << 20).unwrap();
+        assert!(data.len().unwrap() >= 3 << 20);
+        data.read_at(&mut back[..4096], 2 << 20).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 7));
     }
 }

@@ -2,6 +2,7 @@
 //! set of files), so tests can swap in a simulated disk that loses or tears
 //! un-synced writes and fails on demand.
 
+mod ahead;
 mod aligned;
 mod direct;
 mod file;
