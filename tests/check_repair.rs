@@ -163,7 +163,11 @@ fn deleting_snapshots_and_volumes_gives_space_back_to_the_file_system() {
     pool.delete_volume("v").unwrap();
     // What stays: block 0 and the space allocated ahead of the data's end
     // (one step, 1 MiB at this size; see storage/ahead.rs).
-    assert!(du() <= (2 << 20) + 4096, "{} bytes left after the volume went", du());
+    assert!(
+        du() <= (2 << 20) + 4096,
+        "{} bytes left after the volume went",
+        du()
+    );
 }
 
 /// Bytes the file occupies on disk (`du`), from st_blocks.
