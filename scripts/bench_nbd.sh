@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # NBD export benchmark: fio's nbd engine against `cowsnap nbd` (64 KiB and
-# 4 KiB block pools) and qemu-nbd serving a raw and a qcow2 file, all on
-# this host, over Unix sockets, in one run.
+# 4 KiB block pools, each with the data file direct and through the page
+# cache: `-pc`) and qemu-nbd serving a raw file (cache=writeback, and
+# cache=none: `raw-direct`) and a qcow2 file, all on this host, over Unix
+# sockets, in one run. Like compares with like: cowsnap direct with
+# raw-direct, cowsnap -pc with raw.
 #
 # Tests (docs/NBD.md, "Performance"):
 #   seqwrite   1 MiB sequential writes over the whole disk, then a flush
 #   seqread    1 MiB sequential reads
-#   randwrite  4 KiB random writes, iodepth 16, just after a snapshot
+#   randwrite  4 KiB random writes, iodepth 16, just after a snapshot: the
+#              first 64 MiB of them (BENCH_COW_IO), so most land on blocks
+#              the snapshot still shares (about 63% with 64 KiB blocks or
+#              clusters). A timed run over a 1 GiB disk would soon be
+#              rewriting blocks already copied, measuring plain overwrites.
 #              (cowsnap: `snapshot create`; qcow2: `qemu-img snapshot -c`)
 #   randread   4 KiB random reads, iodepth 16
 #
@@ -15,7 +22,8 @@
 # run. Every server is restarted for every run (qemu-img needs the qcow2
 # file closed to snapshot it), and every run ends with a flush.
 #
-# Usage: scripts/bench_nbd.sh            (BENCH_SIZE=1G BENCH_RUNTIME=15)
+# Usage: scripts/bench_nbd.sh   (BENCH_SIZE=1G BENCH_RUNTIME=15 BENCH_COW_IO=64M
+#                                BENCH_SIDES="cowsnap64k raw ..." BENCH_TESTS="randwrite ...")
 # Needs: fio (with the nbd engine), qemu-img, qemu-nbd, python3; root for
 # dropping caches (skipped with a warning otherwise).
 set -euo pipefail
@@ -23,9 +31,11 @@ cd "$(dirname "$0")/.."
 
 SIZE="${BENCH_SIZE:-1G}"
 RUNTIME="${BENCH_RUNTIME:-15}"
+COW_IO="${BENCH_COW_IO:-64M}"
+read -r -a TESTS <<<"${BENCH_TESTS:-seqwrite seqread randwrite randread}"
 WORK="${BENCH_DIR:-/var/tmp/cowsnap-bench}"
 BIN="${COWSNAP_BIN:-target/release/cowsnap}"
-SIDES=(cowsnap64k cowsnap4k raw qcow2)
+read -r -a SIDES <<<"${BENCH_SIDES:-cowsnap64k cowsnap4k cowsnap64k-pc cowsnap4k-pc raw raw-direct qcow2}"
 
 for tool in fio qemu-img qemu-nbd python3; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
@@ -47,13 +57,13 @@ drop_caches() {
 
 setup() {
   case "$1" in
-    cowsnap64k | cowsnap4k)
+    cowsnap*)
       local bs=64K
-      [ "$1" = cowsnap4k ] && bs=4K
+      case "$1" in cowsnap4k*) bs=4K ;; esac
       "$BIN" init "$WORK/$1" --block-size "$bs" >/dev/null
       "$BIN" volume create "$WORK/$1" vol --size "$SIZE" >/dev/null
       ;;
-    raw) qemu-img create -q -f raw "$WORK/raw.img" "$SIZE" ;;
+    raw | raw-direct) qemu-img create -q -f raw "$WORK/$1.img" "$SIZE" ;;
     qcow2) qemu-img create -q -f qcow2 "$WORK/qcow2.img" "$SIZE" ;;
   esac
 }
@@ -64,7 +74,7 @@ snapshot() {
   case "$1" in
     cowsnap*) "$BIN" snapshot create "$WORK/$1" vol "$name" >/dev/null ;;
     qcow2) qemu-img snapshot -c "$name" "$WORK/qcow2.img" ;;
-    raw) ;;
+    raw | raw-direct) ;;
   esac
 }
 
@@ -74,15 +84,20 @@ start_server() {
   rm -f "$s"
   case "$1" in
     cowsnap*)
-      "$BIN" nbd "$WORK/$1" --listen "unix:$s" >"$WORK/server.out" 2>"$WORK/server.err" &
+      local cache=direct
+      case "$1" in *-pc) cache=page-cache ;; esac
+      "$BIN" nbd "$WORK/$1" --listen "unix:$s" --data-cache "$cache" \
+        >"$WORK/server.out" 2>"$WORK/server.err" &
       SERVER_PID=$!
       until grep -q "nbd listening on" "$WORK/server.out" 2>/dev/null; do
         kill -0 "$SERVER_PID" || { cat "$WORK/server.err" >&2; exit 1; }
         sleep 0.05
       done
       ;;
-    raw | qcow2)
-      qemu-nbd -f "$1" -k "$s" -x vol -t --cache=writeback --aio=threads \
+    raw | raw-direct | qcow2)
+      local fmt=$1 cache=writeback
+      [ "$1" = raw-direct ] && fmt=raw cache=none
+      qemu-nbd -f "$fmt" -k "$s" -x vol -t --cache="$cache" --aio=threads \
         "$WORK/$1.img" 2>"$WORK/server.err" &
       SERVER_PID=$!
       until [ -S "$s" ]; do
@@ -107,7 +122,7 @@ fio_json() {
   case "$test" in
     seqwrite) args=(--rw=write --bs=1M --iodepth=8 --size="$SIZE") ;;
     seqread) args=(--rw=read --bs=1M --iodepth=8 --size="$SIZE") ;;
-    randwrite) args=(--rw=randwrite --bs=4k --iodepth=16 --time_based --runtime="$RUNTIME") ;;
+    randwrite) args=(--rw=randwrite --bs=4k --iodepth=16 --size="$SIZE" --io_size="$COW_IO") ;;
     randread) args=(--rw=randread --bs=4k --iodepth=16 --time_based --runtime="$RUNTIME") ;;
   esac
   fio --name="$test" --ioengine=nbd --uri="nbd+unix:///vol?socket=$(sock "$side")" \
@@ -135,7 +150,7 @@ EOF
 for side in "${SIDES[@]}"; do setup "$side"; done
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
-for test in seqwrite seqread randwrite randread; do
+for test in "${TESTS[@]}"; do
   drop_caches
   order=("${SIDES[@]}")
   for ((i = ${#SIDES[@]} - 1; i >= 0; i--)); do order+=("${SIDES[$i]}"); done
@@ -146,23 +161,25 @@ for test in seqwrite seqread randwrite randread; do
   done
 done
 
-python3 - "$RESULTS" "$SIZE" "$RUNTIME" <<'EOF'
+python3 - "$RESULTS" "$SIZE" "$RUNTIME" "${SIDES[*]}" <<'EOF'
 import sys
 from collections import defaultdict
 runs = defaultdict(list)
 for line in open(sys.argv[1]):
     test, side, iops, mibs = line.split()
     runs[(test, side)].append((float(iops), float(mibs)))
+sides = sys.argv[4].split()
+bases = [b for b in ["raw", "raw-direct", "qcow2"] if b in sides]
 mean = lambda xs: sum(xs) / len(xs)
-print(f"\nfio nbd engine, Unix sockets, disk {sys.argv[2]}, random tests {sys.argv[3]} s; mean of 2 runs (A B C D D C B A)\n")
-print("| test | side | IOPS | MiB/s | vs raw | vs qcow2 |")
-print("| --- | --- | ---: | ---: | ---: | ---: |")
-for test in ["seqwrite", "seqread", "randwrite", "randread"]:
+print(f"\nfio nbd engine, Unix sockets, disk {sys.argv[2]}, random tests {sys.argv[3]} s; mean of 2 runs (A B C ... C B A)\n")
+print("| test | side | IOPS | MiB/s | " + " | ".join(f"vs {b}" for b in bases) + " |")
+print("| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in bases) + " |")
+for test in [t for t in ["seqwrite", "seqread", "randwrite", "randread"] if any(k[0] == t for k in runs)]:
     metric = 1 if test.startswith("seq") else 0
-    base = {s: mean([r[metric] for r in runs[(test, s)]]) for s in ["raw", "qcow2"]}
-    for side in ["cowsnap64k", "cowsnap4k", "raw", "qcow2"]:
+    base = {s: mean([r[metric] for r in runs[(test, s)]]) for s in bases}
+    for side in sides:
         rs = runs[(test, side)]
         v = mean([r[metric] for r in rs])
-        print(f"| {test} | {side} | {mean([r[0] for r in rs]):.0f} | {mean([r[1] for r in rs]):.1f} "
-              f"| {v / base['raw']:.2f}x | {v / base['qcow2']:.2f}x |")
+        ratios = " | ".join(f"{v / base[b]:.2f}x" for b in bases)
+        print(f"| {test} | {side} | {mean([r[0] for r in rs]):.0f} | {mean([r[1] for r in rs]):.1f} | {ratios} |")
 EOF

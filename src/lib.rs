@@ -33,4 +33,5 @@ pub use error::{Error, ErrorKind, Location, Result};
 pub use format::DEFAULT_BLOCK_SIZE;
 pub use info::{CheckReport, PoolStats, SnapshotInfo, VolumeInfo};
 pub use pool::{AppDataChange, Pool};
+pub use storage::DataCache;
 pub use volume::{SnapshotReader, Volume};

@@ -840,3 +840,32 @@ fn token_revoke_never_echoes_a_secret() {
     let err = run_fail(&["token", "revoke", f.pool(), "tok_00000000"], 1);
     assert!(err.contains("tok_00000000"), "{err}");
 }
+
+#[test]
+fn data_cache_mode_is_chosen_per_command_and_checked() {
+    let f = Fixture::new();
+    f.create_volume("v", "64K");
+    let data = pattern(5, 5000);
+    f.write("v", 100, &data);
+    // The same pool, read through the page cache, holds the same bytes.
+    let out = cowsnap()
+        .args([
+            "--data-cache",
+            "page-cache",
+            "volume",
+            "read",
+            f.pool(),
+            "v",
+        ])
+        .args(["--offset", "100", "--length", "5000"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, data);
+    let err = run_fail(&["volume", "list", f.pool(), "--data-cache", "bogus"], 2);
+    assert!(err.contains("page-cache"), "names the choices: {err}");
+}

@@ -19,7 +19,7 @@ use crate::format::{files, PAGE_SIZE};
 use crate::journal::Journal;
 use crate::meta::MetaState;
 use crate::rangelock::RangeLock;
-use crate::storage::{Dir, FsDir, Storage};
+use crate::storage::{DataCache, Dir, FsDir, Storage};
 use lockfile::PoolLock;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -86,22 +86,40 @@ fn new_pool_id() -> u64 {
 impl Pool {
     /// Create a new pool in directory `path` (created if missing).
     pub fn create(path: impl AsRef<Path>, block_size: u32) -> Result<Pool> {
+        Self::create_with(path, block_size, DataCache::default())
+    }
+
+    /// [`Pool::create`], with the data file used as `data_cache` says.
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        block_size: u32,
+        data_cache: DataCache,
+    ) -> Result<Pool> {
         let path = path.as_ref();
         std::fs::create_dir_all(path)
             .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         let lock = PoolLock::acquire(path)?;
-        Self::create_on(Arc::new(FsDir::new(path)), block_size, Some(lock))
+        let dir = FsDir::with_data_cache(path, data_cache);
+        Self::create_on(Arc::new(dir), block_size, Some(lock))
     }
 
     /// Open an existing pool in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Pool> {
+        Self::open_with(path, DataCache::default())
+    }
+
+    /// [`Pool::open`], with the data file used as `data_cache` says. The
+    /// mode is a property of this open, not of the pool: the files are the
+    /// same either way.
+    pub fn open_with(path: impl AsRef<Path>, data_cache: DataCache) -> Result<Pool> {
         let path = path.as_ref();
         let sb = path.join(files::SUPERBLOCK);
         if !sb.exists() {
             return Err(Error::not_found("pool", path.display()));
         }
         let lock = PoolLock::acquire(path)?;
-        Self::open_on(Arc::new(FsDir::new(path)), Some(lock))
+        let dir = FsDir::with_data_cache(path, data_cache);
+        Self::open_on(Arc::new(dir), Some(lock))
     }
 
     /// Create a pool on any [`Dir`] (a simulated disk in tests).

@@ -1,7 +1,7 @@
 //! The real-file implementation of [`Storage`] and [`Dir`].
 
 use super::aligned::{AlignedBuf, DIRECT_ALIGN};
-use super::{Dir, Storage};
+use super::{DataCache, Dir, Storage};
 use rustix::fs::{fallocate, FallocateFlags, OFlags};
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -114,12 +114,18 @@ impl Storage for FileStorage {
 /// A pool directory on the host filesystem.
 pub struct FsDir {
     root: PathBuf,
+    data_cache: DataCache,
 }
 
 impl FsDir {
     pub fn new(root: impl AsRef<Path>) -> Self {
+        Self::with_data_cache(root, DataCache::default())
+    }
+
+    pub fn with_data_cache(root: impl AsRef<Path>, data_cache: DataCache) -> Self {
         FsDir {
             root: root.as_ref().to_path_buf(),
+            data_cache,
         }
     }
 
@@ -149,6 +155,9 @@ impl Dir for FsDir {
 
     fn open_data(&self, name: &str) -> io::Result<Arc<dyn Storage>> {
         let file = self.open_file(name, OFlags::empty())?;
+        if self.data_cache == DataCache::PageCache {
+            return Ok(Arc::new(FileStorage::new(file)));
+        }
         // Filesystems without direct I/O (some tmpfs) refuse the flag at
         // open or the first I/O; the file then works buffered, all of it.
         Ok(Arc::new(match self.open_file(name, OFlags::DIRECT) {

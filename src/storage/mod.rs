@@ -11,6 +11,21 @@ pub mod sim;
 pub use aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
 pub use file::{FileStorage, FsDir};
 
+/// How the data file meets the kernel's page cache; metadata files always
+/// use it. Like QEMU's `cache=none` and `cache=writeback`. Durability is the
+/// same either way: data is durable only after a flush.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DataCache {
+    /// Every data read and write goes around the page cache (`O_DIRECT`):
+    /// no double caching under a guest that caches itself, and new blocks
+    /// cost no fresh page-cache pages. The default.
+    #[default]
+    Direct,
+    /// Every data read and write goes through the page cache: rereads are
+    /// served from memory and small writes return at memory speed.
+    PageCache,
+}
+
 use std::io;
 use std::sync::Arc;
 

@@ -15,6 +15,27 @@ use std::path::PathBuf;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How the pool's data file uses the kernel's page cache, like QEMU's
+    /// cache=none / cache=writeback (docs/DESIGN.md).
+    #[arg(long, global = true, value_enum, default_value = "direct")]
+    pub data_cache: DataCacheArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum DataCacheArg {
+    /// Around the page cache (O_DIRECT).
+    Direct,
+    /// Through the page cache.
+    PageCache,
+}
+
+impl From<DataCacheArg> for cowsnap::DataCache {
+    fn from(a: DataCacheArg) -> Self {
+        match a {
+            DataCacheArg::Direct => cowsnap::DataCache::Direct,
+            DataCacheArg::PageCache => cowsnap::DataCache::PageCache,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage::exit_with(e),
     };
+    session::set_data_cache(cli.data_cache.into());
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(e) => {

@@ -26,7 +26,7 @@ pub fn run(path: &Path, listen: &str, demo: bool, nbd: Option<&str>) -> CliResul
 /// The pool at `path`, created when nothing is there yet. A second
 /// instance fails here: the pool's lock names the holder.
 fn open_or_create(path: &Path) -> CliResult<Pool> {
-    match Pool::open(path) {
+    match Pool::open_with(path, crate::session::data_cache()) {
         Ok(pool) => Ok(pool),
         Err(e) if e.kind() == ErrorKind::NotFound => {
             let empty = match std::fs::read_dir(path) {
@@ -39,7 +39,11 @@ fn open_or_create(path: &Path) -> CliResult<Pool> {
                     path.display()
                 )));
             }
-            let pool = Pool::create(path, cowsnap::DEFAULT_BLOCK_SIZE)?;
+            let pool = Pool::create_with(
+                path,
+                cowsnap::DEFAULT_BLOCK_SIZE,
+                crate::session::data_cache(),
+            )?;
             eprintln!("cowsnap: created pool {}", path.display());
             Ok(pool)
         }
