@@ -5,10 +5,11 @@
 //! `cargo bench --bench engine` for figures; under `cargo test` each bench
 //! runs once on small sizes so it cannot rot.
 
-use cowsnap::{Pool, Volume};
+use cowsnap::storage::AlignedBuf;
+use cowsnap::{DataCache, Pool, Volume};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 
 const BS: u32 = 64 * 1024;
@@ -37,8 +38,12 @@ struct Fixture {
 }
 
 fn fixture(allocated: u64) -> Fixture {
+    fixture_with(allocated, DataCache::Direct)
+}
+
+fn fixture_with(allocated: u64, cache: DataCache) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pool = Pool::create(dir.path().join("pool"), BS).expect("pool");
+    let pool = Pool::create_with(dir.path().join("pool"), BS, cache).expect("pool");
     pool.create_volume("v", allocated).expect("volume");
     let vol = pool.volume("v").expect("volume");
     let chunk: Vec<u8> = (0..mib(4)).map(|i| (i % 251) as u8 + 1).collect();
@@ -163,54 +168,77 @@ fn snapshot_ops(c: &mut Criterion) {
     g.finish();
 }
 
-/// Sequential throughput beside a plain file doing the same work.
+/// Sequential throughput beside a plain file doing the same work: the
+/// default direct pool beside a plain file opened `O_DIRECT`, and a pool
+/// opened through the page cache beside a plain buffered file.
 fn sequential(c: &mut Criterion) {
     let size = sizes()[0];
-    let chunk = vec![0x33u8; 1 << 20];
+    let mut chunk = AlignedBuf::zeroed(1 << 20);
+    chunk.fill(0x33);
     let mut g = c.benchmark_group("sequential");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(size));
-    let fx = fixture(size);
-    g.bench_function("write_flush/cowsnap", |b| {
-        b.iter(|| {
-            for off in (0..size).step_by(chunk.len()) {
-                fx.vol.write_at(&chunk, off).expect("write");
-            }
-            fx.vol.flush().expect("flush");
-        })
-    });
+    let direct = fixture(size);
+    let cached = fixture_with(size, DataCache::PageCache);
     let dir = tempfile::tempdir().expect("tempdir");
-    let plain = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.path().join("plain"))
-        .expect("plain");
-    g.bench_function("write_flush/plain_file", |b| {
-        b.iter(|| {
-            for off in (0..size).step_by(chunk.len()) {
-                plain.write_all_at(&chunk, off).expect("write");
-            }
-            plain.sync_data().expect("sync");
-        })
-    });
-    let mut buf = vec![0u8; 1 << 20];
-    g.bench_function("read/cowsnap", |b| {
-        b.iter(|| {
-            for off in (0..size).step_by(buf.len()) {
-                fx.vol.read_at(&mut buf, off).expect("read");
-            }
-        })
-    });
-    g.bench_function("read/plain_file", |b| {
-        b.iter(|| {
-            for off in (0..size).step_by(buf.len()) {
-                plain.read_exact_at(&mut buf, off).expect("read");
-            }
-        })
-    });
+    // Two files, so the baseline never mixes buffered and direct I/O either.
+    let open = |name: &str, flags: i32| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(flags)
+            .open(dir.path().join(name))
+            .expect("plain")
+    };
+    let plain = open("plain", 0);
+    let plain_direct = open("plain_direct", libc_o_direct());
+    for (name, fx) in [("cowsnap", &direct), ("cowsnap_page_cache", &cached)] {
+        g.bench_function(format!("write_flush/{name}"), |b| {
+            b.iter(|| {
+                for off in (0..size).step_by(chunk.len()) {
+                    fx.vol.write_at(&chunk, off).expect("write");
+                }
+                fx.vol.flush().expect("flush");
+            })
+        });
+    }
+    for (name, file) in [("plain_file_direct", &plain_direct), ("plain_file", &plain)] {
+        g.bench_function(format!("write_flush/{name}"), |b| {
+            b.iter(|| {
+                for off in (0..size).step_by(chunk.len()) {
+                    file.write_all_at(&chunk, off).expect("write");
+                }
+                file.sync_data().expect("sync");
+            })
+        });
+    }
+    let mut buf = AlignedBuf::zeroed(1 << 20);
+    for (name, fx) in [("cowsnap", &direct), ("cowsnap_page_cache", &cached)] {
+        g.bench_function(format!("read/{name}"), |b| {
+            b.iter(|| {
+                for off in (0..size).step_by(buf.len()) {
+                    fx.vol.read_at(&mut buf, off).expect("read");
+                }
+            })
+        });
+    }
+    for (name, file) in [("plain_file_direct", &plain_direct), ("plain_file", &plain)] {
+        g.bench_function(format!("read/{name}"), |b| {
+            b.iter(|| {
+                for off in (0..size).step_by(buf.len()) {
+                    file.read_exact_at(&mut buf, off).expect("read");
+                }
+            })
+        });
+    }
     g.finish();
+}
+
+/// `O_DIRECT` on Linux x86-64 and aarch64 (the crate is Linux-only).
+fn libc_o_direct() -> i32 {
+    rustix::fs::OFlags::DIRECT.bits() as i32
 }
 
 criterion_group!(benches, cow_writes, snapshot_ops, sequential);
