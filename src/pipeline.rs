@@ -28,22 +28,35 @@ pub enum Filled {
 /// returned once every chunk handed out before it has been written.
 pub fn copy_overlapped<E: Send>(
     chunk: usize,
+    fill: impl FnMut(&mut [u8]) -> Result<Filled, E>,
+    write: impl Fn(&[u8], u64) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    copy_overlapped_with(WRITERS, chunk, fill, write)
+}
+
+/// [`copy_overlapped`] with `writers` writer threads (at least one). One
+/// suits a destination whose writes serialize anyway (buffered writes to
+/// one file take its inode lock), where a second writer only spins.
+pub fn copy_overlapped_with<E: Send>(
+    writers: usize,
+    chunk: usize,
     mut fill: impl FnMut(&mut [u8]) -> Result<Filled, E>,
     write: impl Fn(&[u8], u64) -> Result<(), E> + Sync,
 ) -> Result<(), E> {
+    let writers = writers.max(1);
     // A write error stops the writers; a fill error only stops the filling,
     // so the chunks handed out before it are still written.
     let write_error: Mutex<Option<E>> = Mutex::new(None);
     let mut fill_error: Option<E> = None;
-    let (to_writers, work) = sync_channel::<(AlignedBuf, u64, usize)>(WRITERS);
-    let (give_back, free) = sync_channel::<AlignedBuf>(WRITERS + 2);
-    for _ in 0..WRITERS + 2 {
+    let (to_writers, work) = sync_channel::<(AlignedBuf, u64, usize)>(writers);
+    let (give_back, free) = sync_channel::<AlignedBuf>(writers + 2);
+    for _ in 0..writers + 2 {
         // Cannot fail: the channel holds every buffer.
         let _ = give_back.send(AlignedBuf::zeroed(chunk));
     }
     let work = Mutex::new(work);
     std::thread::scope(|s| {
-        for _ in 0..WRITERS {
+        for _ in 0..writers {
             let (work, give_back, write, write_error) =
                 (&work, give_back.clone(), &write, &write_error);
             s.spawn(move || {
@@ -127,18 +140,20 @@ mod tests {
 
     #[test]
     fn every_chunk_is_written_once_with_its_bytes() {
-        let seen = Mutex::new(BTreeMap::new());
-        copy_overlapped(4096, producer(50, 4096), |data, pos| {
-            let prev = seen.lock().insert(pos, data.to_vec());
-            assert!(prev.is_none(), "chunk at {pos} written twice");
-            Ok::<(), String>(())
-        })
-        .unwrap();
-        let seen = seen.into_inner();
-        assert_eq!(seen.len(), 50);
-        for (i, (pos, data)) in seen.iter().enumerate() {
-            assert_eq!(*pos, i as u64 * 4096);
-            assert!(data.iter().all(|&b| b == i as u8));
+        for writers in [0, 1, WRITERS, 5] {
+            let seen = Mutex::new(BTreeMap::new());
+            copy_overlapped_with(writers, 4096, producer(50, 4096), |data, pos| {
+                let prev = seen.lock().insert(pos, data.to_vec());
+                assert!(prev.is_none(), "chunk at {pos} written twice");
+                Ok::<(), String>(())
+            })
+            .unwrap();
+            let seen = seen.into_inner();
+            assert_eq!(seen.len(), 50, "{writers} writers");
+            for (i, (pos, data)) in seen.iter().enumerate() {
+                assert_eq!(*pos, i as u64 * 4096);
+                assert!(data.iter().all(|&b| b == i as u8));
+            }
         }
     }
 
