@@ -62,8 +62,8 @@ fn a_shutdown_answers_the_pending_option_with_err_shutdown() {
 /// Fill one read-write connection's byte budget with READs (4 x 8 MiB of
 /// the 32 MiB it may hold), queue a WRITE, a READ and a FLUSH behind them,
 /// then close the connection with `close`: the queued requests are
-/// answered `ESHUTDOWN`, the READs that started complete, and the refused
-/// WRITE is not applied.
+/// answered `ESHUTDOWN`, each READ completes whole or (not yet begun) is
+/// refused whole, and the refused WRITE is not applied.
 fn queued_requests_get_eshutdown(close: impl FnOnce(&mut Fixture) -> JoinHandle<()>) {
     let limits = Limits {
         in_flight_bytes: 32 * MIB as usize,
@@ -89,17 +89,27 @@ fn queued_requests_get_eshutdown(close: impl FnOnce(&mut Fixture) -> JoinHandle<
         .collect();
     answers.sort_unstable();
     let full = VOL_SIZE as usize;
+    // A READ that holds its budget has been handed to a blocking thread; if
+    // that thread had not begun it when the close came (a loaded machine),
+    // it is refused whole, which is as good. Either way nothing is partial.
+    for read in &answers[..4] {
+        assert!(
+            read.1 == 0 && read.2 == full || read.1 == ESHUTDOWN && read.2 == 0,
+            "{answers:?}"
+        );
+    }
     assert_eq!(
-        answers,
+        answers.iter().map(|a| a.0).collect::<Vec<_>>(),
+        [100, 101, 102, 103, 200, 201, 202]
+    );
+    assert_eq!(
+        answers[4..],
         [
-            (100, 0, full),
-            (101, 0, full),
-            (102, 0, full),
-            (103, 0, full),
             (200, ESHUTDOWN, 0),
             (201, ESHUTDOWN, 0),
-            (202, ESHUTDOWN, 0),
-        ]
+            (202, ESHUTDOWN, 0)
+        ],
+        "requests waiting for the budget never start"
     );
     // Told the server is going, the client disconnects softly (the server
     // may have hung up already).

@@ -62,9 +62,10 @@ pub(crate) struct MetaState {
     node_hint: u64,
     /// Clean pages kept cached per store before trimming.
     pub cache_pages: usize,
-    /// An upper bound on the encoded catalog's length (None: not yet known,
-    /// as after replay); see [`MetaState::ensure_catalog_room`].
-    catalog_bound: Option<u64>,
+    /// An upper bound on the encoded catalog's length, and whether it is
+    /// exact (None: not yet known, as after replay); see
+    /// [`MetaState::ensure_catalog_room`].
+    catalog_bound: Option<(u64, bool)>,
     /// [`MAX_CATALOG_BYTES`], smaller in tests.
     pub(crate) catalog_limit: u64,
 }
@@ -119,9 +120,12 @@ impl MetaState {
     }
 
     pub fn push_op(&mut self, op: CatalogOp) {
-        // An op's own encoding is at least what applying it adds to the catalog.
-        if let Some(bound) = &mut self.catalog_bound {
-            *bound += crate::codec::encoded_len(&op);
+        // An op's own encoding, plus a map key, bounds what applying it adds
+        // to the catalog (the op carries a 4-byte tag, a map entry an
+        // 8-byte key).
+        if let Some((bound, exact)) = &mut self.catalog_bound {
+            *bound += crate::codec::encoded_len(&op) + 16;
+            *exact = false;
         }
         self.catalog.apply(op.clone());
         self.pending_ops.push(op);
@@ -134,11 +138,13 @@ impl MetaState {
     pub fn ensure_catalog_room(&mut self, extra: u64) -> Result<()> {
         let limit = self.catalog_limit;
         let fits = |len: u64| len.saturating_add(extra) <= limit;
-        if self.catalog_bound.is_some_and(fits) {
-            return Ok(());
-        }
-        let exact = crate::codec::encoded_len(&self.catalog);
-        self.catalog_bound = Some(exact);
+        let exact = match self.catalog_bound {
+            Some((bound, _)) if fits(bound) => return Ok(()),
+            // Refused attempts near the limit do not pay for a new count.
+            Some((bound, true)) => bound,
+            _ => crate::codec::encoded_len(&self.catalog),
+        };
+        self.catalog_bound = Some((exact, true));
         if fits(exact) {
             Ok(())
         } else {

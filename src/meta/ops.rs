@@ -12,7 +12,7 @@ use crate::format::node;
 
 /// Most a volume or snapshot record adds to the catalog: fixed fields, a
 /// name and the longest description.
-const RECORD_ROOM: u64 = 512 + crate::catalog::MAX_DESCRIPTION as u64;
+pub(crate) const RECORD_ROOM: u64 = 512 + crate::catalog::MAX_DESCRIPTION as u64;
 
 /// Largest volume: 2^60 bytes keeps every block/byte product inside u64.
 pub const MAX_VOLUME_SIZE: u64 = 1 << 60;

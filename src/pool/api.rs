@@ -6,6 +6,7 @@ use super::Pool;
 use crate::catalog::SnapshotRec;
 use crate::error::{Error, Result};
 use crate::info::{now_unix, rfc3339, PoolStats, SnapshotInfo, VolumeInfo};
+use crate::meta::ops::RECORD_ROOM;
 use crate::meta::MetaState;
 use crate::volume::{SnapshotReader, Volume};
 
@@ -137,7 +138,7 @@ impl Pool {
     ) -> Result<VolumeInfo> {
         self.inner.check_writable()?;
         let info = self.inner.mutate(|m| {
-            m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
+            m.ensure_catalog_room(MAX_LINKED_CHANGE + RECORD_ROOM)?;
             let id = m.create_volume(name, size_bytes, now_unix())?.id;
             let info = Self::volume_info_of(m, id)?;
             apply_linked(&self.inner, m, record(&info))?;
@@ -195,8 +196,12 @@ impl Pool {
         {
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
-                validate_changes(&changes, MAX_LINKED_CHANGE)?;
-                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
+                // A delete shrinks the catalog: only its records need room,
+                // so a full catalog can always be emptied.
+                let bytes = validate_changes(&changes, MAX_LINKED_CHANGE)?;
+                if bytes > 0 {
+                    m.ensure_catalog_room(bytes)?;
+                }
                 m.delete_volume(id)?;
                 push_changes(m, changes);
                 Ok(())
@@ -246,7 +251,7 @@ impl Pool {
             // completed before this call and none that start after it returns.
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
-                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
+                m.ensure_catalog_room(MAX_LINKED_CHANGE + RECORD_ROOM)?;
                 let rec = m.create_snapshot(id, name, description, limit, now_unix())?;
                 let info = Self::snapshot_info_of(m, &rec)?;
                 apply_linked(&self.inner, m, record(&info))?;
@@ -340,8 +345,10 @@ impl Pool {
             // not freed under them.
             let _gate = io.gate.write();
             self.inner.mutate(|m| {
-                validate_changes(&changes, MAX_LINKED_CHANGE)?;
-                m.ensure_catalog_room(MAX_LINKED_CHANGE)?;
+                let bytes = validate_changes(&changes, MAX_LINKED_CHANGE)?;
+                if bytes > 0 {
+                    m.ensure_catalog_room(bytes)?;
+                }
                 m.delete_snapshot(id)?;
                 push_changes(m, changes);
                 Ok(())

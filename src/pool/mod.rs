@@ -464,6 +464,18 @@ impl PoolInner {
     fn checkpoint(&self, cs: &mut CommitState) -> Result<()> {
         let _panic = PoisonOnPanic(self);
         self.check_writable()?;
+        // Refused before anything is captured or written.
+        let Some(generation) = cs
+            .superblock
+            .generation
+            .checked_add(1)
+            .filter(|g| *g <= crate::format::superblock::MAX_GENERATION)
+        else {
+            return Err(Error::LimitReached {
+                what: "checkpoint generations".into(),
+                limit: crate::format::superblock::MAX_GENERATION,
+            });
+        };
         let (txn, images) = {
             let mut m = self.meta.lock();
             // Changes made since our last commit must be journaled before any
@@ -475,7 +487,7 @@ impl PoolInner {
             };
             (txn, m.take_checkpoint())
         };
-        let written = self.write_checkpoint(cs, txn.as_ref(), &images);
+        let written = self.write_checkpoint(cs, generation, txn.as_ref(), &images);
         {
             let mut m = self.meta.lock();
             m.finish_checkpoint(&images, written.is_ok());
@@ -498,6 +510,7 @@ impl PoolInner {
     fn write_checkpoint(
         &self,
         cs: &mut CommitState,
+        generation: u64,
         txn: Option<&crate::meta::Txn>,
         images: &crate::meta::CheckpointImages,
     ) -> Result<()> {
@@ -512,17 +525,6 @@ impl PoolInner {
                 .inspect_err(|e| self.poison(e))?;
             self.guard(cs.journal.sync())?;
         }
-        let Some(generation) = cs
-            .superblock
-            .generation
-            .checked_add(1)
-            .filter(|g| *g <= crate::format::superblock::MAX_GENERATION)
-        else {
-            return Err(Error::LimitReached {
-                what: "checkpoint generations".into(),
-                limit: crate::format::superblock::MAX_GENERATION,
-            });
-        };
         // Pages home and synced before the next generation's journal and
         // superblock can name them.
         self.guard(images.write_pages())?;
@@ -603,28 +605,34 @@ mod tests {
         let disk = SimDisk::new();
         let pool = Pool::create_in(Arc::new(disk.clone()), 4096).unwrap();
         pool.create_volume("v", 1 << 20).unwrap();
+        pool.create_volume("w", 1 << 20).unwrap();
         pool.volume("v").unwrap().write_at(&[7; 4096], 0).unwrap();
-        pool.inner.meta.lock().catalog_limit = 64 << 10;
+        let early = pool.create_snapshot("v", "early", "").unwrap().id;
+        // Above the room a `_with` operation reserves, so only the filling
+        // below can make the limit bite.
+        pool.inner.meta.lock().catalog_limit = 4 << 20;
         let mut stored = 0;
         let full = loop {
-            match pool.put_app_data(&format!("k{stored}"), vec![1; 4000]) {
+            match pool.put_app_data(&format!("k{stored}"), vec![1; 40_000]) {
                 Ok(()) => stored += 1,
                 Err(e) => break e,
             }
-            assert!(stored < 100, "the limit never bit");
+            assert!(stored < 200, "the limit never bit");
         };
         assert_eq!(full.kind(), crate::ErrorKind::LimitReached, "{full}");
         assert!(full.to_string().contains("catalog bytes"), "{full}");
-        assert!(stored >= 10, "refused too early: {stored}");
+        assert!(stored >= 90, "refused too early: {stored}");
         assert_eq!(pool.app_data(&format!("k{stored}")), None);
         let snaps = pool
             .create_snapshot("v", "s", &"d".repeat(4096))
             .unwrap_err();
         assert_eq!(snaps.kind(), crate::ErrorKind::LimitReached, "{snaps}");
         assert!(!matches!(snaps, Error::SnapshotLimit { .. }), "{snaps}");
-        assert!(pool.list_snapshots(None).unwrap().is_empty());
-        // Refusals are not failures: the pool still takes writes and
-        // shrinking changes, and nothing it refused left a trace.
+        assert_eq!(pool.list_snapshots(None).unwrap().len(), 1);
+        // Refusals are not failures: the pool still takes writes, and
+        // whatever shrinks the catalog works however full it is.
+        pool.delete_snapshot(early).unwrap();
+        pool.delete_volume("w").unwrap();
         pool.delete_app_data("k0").unwrap();
         pool.volume("v")
             .unwrap()
@@ -636,8 +644,10 @@ mod tests {
         drop(pool);
         let pool = Pool::open_in(Arc::new(disk)).unwrap();
         assert_eq!(pool.app_data("k0"), None);
-        assert_eq!(pool.app_data("k1"), Some(vec![1; 4000]));
+        assert_eq!(pool.app_data("k1"), Some(vec![1; 40_000]));
         assert_eq!(pool.app_data(&format!("k{stored}")), None);
+        assert!(pool.list_snapshots(None).unwrap().is_empty());
+        assert_eq!(pool.list_volumes().len(), 1);
         assert_eq!(pool.volume_info("v").unwrap().allocated_bytes, 8192);
     }
 

@@ -38,6 +38,7 @@ impl AllocateAhead {
 
     /// Make sure `[0, upto)` lies inside the file before a write to it.
     pub fn before_write(&self, file: &File, upto: u64) -> io::Result<()> {
+        // (Never fails today; the Result keeps callers honest if it must.)
         if upto <= self.end.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -47,12 +48,24 @@ impl AllocateAhead {
             return Ok(());
         }
         let step = (end / STEP_DIVISOR).clamp(MIN_STEP, MAX_STEP);
-        let new_end = upto.max(end + step).next_multiple_of(MIN_STEP);
-        match fallocate(file, FallocateFlags::empty(), end, new_end - end) {
-            Ok(()) => self.end.store(new_end, Ordering::Release),
-            // Without fallocate the writes still work, extending the file.
-            Err(rustix::io::Errno::OPNOTSUPP) => self.end.store(u64::MAX, Ordering::Release),
-            Err(e) => return Err(e.into()),
+        let ahead = upto.max(end + step).next_multiple_of(MIN_STEP);
+        // Best effort: on a nearly full file system (or under a file size
+        // limit) the step may not fit where the write itself would; then
+        // try the write's own range, and failing that let the write go on
+        // and report its own error. Growth is never a reason to fail.
+        for new_end in [ahead, upto] {
+            match fallocate(file, FallocateFlags::empty(), end, new_end - end) {
+                Ok(()) => {
+                    self.end.store(new_end, Ordering::Release);
+                    return Ok(());
+                }
+                // Without fallocate the writes still work, extending the file.
+                Err(rustix::io::Errno::OPNOTSUPP) => {
+                    self.end.store(u64::MAX, Ordering::Release);
+                    return Ok(());
+                }
+                Err(_) => {}
+            }
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
         let raw = vec![0u8; len + DIRECT_ALIGN];
         // `align_offset` may give up (usize::MAX); the buffer then works,
-        // only unaligned, and writes from it take the buffered path.
+        // only unaligned, and direct I/O from it goes through a bounce buffer.
         let start = match raw.as_ptr().align_offset(DIRECT_ALIGN) {
             n if n < DIRECT_ALIGN => n,
             _ => 0,

@@ -7,7 +7,7 @@ use cowsnap::Pool;
 use std::path::Path;
 
 pub fn run(path: &Path, block_size: u32) -> CliResult<()> {
-    Pool::create(path, block_size)?.close()?;
+    Pool::create_with(path, block_size, crate::session::data_cache())?.close()?;
     print_text(&format!(
         "created pool {} (block size {})\n",
         path.display(),
