@@ -258,4 +258,52 @@ mod tests {
         data.read_at(&mut back[..4096], 2 << 20).unwrap();
         assert!(back[..4096].iter().all(|&b| b == 7));
     }
+
+    /// A small tmpfs mounted for one test, unmounted when dropped.
+    struct SmallFs(tempfile::TempDir);
+
+    impl SmallFs {
+        fn mount(size: &str) -> Option<SmallFs> {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(SmallFs(dir))
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_nearly_full_file_system_is_filled_not_refused_early() {
+        let Some(fs) = SmallFs::mount("3700k") else {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+            return;
+        };
+        let data = FsDir::new(fs.0.path()).open_data("data").unwrap();
+        let chunk = AlignedBuf::zeroed(64 << 10);
+        let mut at = 1 << 16;
+        let err = loop {
+            match data.write_at(&chunk, at) {
+                Ok(()) => at += chunk.len() as u64,
+                Err(e) => break e,
+            }
+            assert!(at < 8 << 20, "a 3.7 MiB file system took {at} bytes");
+        };
+        assert_eq!(err.raw_os_error(), Some(28), "ENOSPC, got {err}");
+        // The allocate-ahead step (1 MiB) no longer fit long before the
+        // data did: writes went on until less than a chunk was left.
+        let free = rustix::fs::statvfs(fs.0.path()).unwrap();
+        let left = free.f_bavail * free.f_frsize;
+        assert!(left < chunk.len() as u64, "{left} bytes left unused");
+    }
 }
