@@ -43,7 +43,9 @@ pub(crate) fn run(
     let done = |r: Result<()>| r.map(|()| Reply::Ok { cookie });
     let result = match cmd {
         Command::Read { offset, len } => {
-            let mut data = vec![0u8; len as usize];
+            // Aligned, so a direct read of aligned blocks lands in it
+            // without a bounce buffer.
+            let mut data = crate::storage::AlignedBuf::zeroed(len as usize);
             export.read_at(&mut data, offset).map(|()| Reply::Data {
                 cookie,
                 offset,

@@ -23,7 +23,7 @@ pub(crate) enum Reply {
     Data {
         cookie: u64,
         offset: u64,
-        data: Vec<u8>,
+        data: crate::storage::AlignedBuf,
     },
     Status {
         cookie: u64,
