@@ -37,15 +37,14 @@ impl AllocateAhead {
     }
 
     /// Make sure `[0, upto)` lies inside the file before a write to it.
-    pub fn before_write(&self, file: &File, upto: u64) -> io::Result<()> {
-        // (Never fails today; the Result keeps callers honest if it must.)
+    pub fn before_write(&self, file: &File, upto: u64) {
         if upto <= self.end.load(Ordering::Acquire) {
-            return Ok(());
+            return;
         }
         let _one_grower = self.grow.lock();
         let end = self.end.load(Ordering::Acquire);
         if upto <= end {
-            return Ok(());
+            return;
         }
         let step = (end / STEP_DIVISOR).clamp(MIN_STEP, MAX_STEP);
         let ahead = upto.max(end + step).next_multiple_of(MIN_STEP);
@@ -57,17 +56,16 @@ impl AllocateAhead {
             match fallocate(file, FallocateFlags::empty(), end, new_end - end) {
                 Ok(()) => {
                     self.end.store(new_end, Ordering::Release);
-                    return Ok(());
+                    return;
                 }
                 // Without fallocate the writes still work, extending the file.
                 Err(rustix::io::Errno::OPNOTSUPP) => {
                     self.end.store(u64::MAX, Ordering::Release);
-                    return Ok(());
+                    return;
                 }
                 Err(_) => {}
             }
         }
-        Ok(())
     }
 
     /// The file was cut to `len` (`Storage::set_len`).

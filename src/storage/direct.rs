@@ -16,6 +16,7 @@ use super::aligned::{is_direct_aligned, AlignedBuf, DIRECT_ALIGN};
 use parking_lot::Mutex;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 
 const PAGE: u64 = DIRECT_ALIGN as u64;
@@ -79,24 +80,27 @@ fn page_span(offset: u64, len: usize) -> (u64, u64) {
     (start, end)
 }
 
-/// Read `buf.len()` bytes at `offset` through the direct descriptor.
-pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    if is_direct_aligned(buf, offset) {
-        return read_aligned(file, buf, offset);
-    }
-    let end = offset + buf.len() as u64;
-    let (span_start, span_end) = page_span(offset, buf.len());
+/// Walk the 4 KiB pages covering `[offset, offset + len)` one bounce-buffer
+/// piece at a time. `step(piece, piece_offset, caller, within)` gets the
+/// piece to fill or send, where it sits in the file, the caller's bytes it
+/// covers, and where those sit inside the piece.
+fn bounced(
+    offset: u64,
+    len: usize,
+    mut step: impl FnMut(&mut [u8], u64, Range<usize>, Range<usize>) -> io::Result<()>,
+) -> io::Result<()> {
+    let end = offset + len as u64;
+    let (span_start, span_end) = page_span(offset, len);
     let mut b = bounce((span_end - span_start) as usize);
     let mut at = span_start;
     let result = (|| {
         while at < span_end {
             let n = (span_end - at).min(b.len() as u64) as usize;
-            read_aligned(file, &mut b[..n], at)?;
-            // The part of this piece the caller asked for.
             let from = offset.max(at);
             let to = end.min(at + n as u64);
-            buf[(from - offset) as usize..(to - offset) as usize]
-                .copy_from_slice(&b[(from - at) as usize..(to - at) as usize]);
+            let caller = (from - offset) as usize..(to - offset) as usize;
+            let within = (from - at) as usize..(to - at) as usize;
+            step(&mut b[..n], at, caller, within)?;
             at += n as u64;
         }
         Ok(())
@@ -105,36 +109,35 @@ pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     result
 }
 
+/// Read `buf.len()` bytes at `offset` through the direct descriptor.
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    if is_direct_aligned(buf, offset) {
+        return read_aligned(file, buf, offset);
+    }
+    bounced(offset, buf.len(), |piece, at, caller, within| {
+        read_aligned(file, piece, at)?;
+        buf[caller].copy_from_slice(&piece[within]);
+        Ok(())
+    })
+}
+
 /// Write all of `buf` at `offset` through the direct descriptor.
 pub fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     if is_direct_aligned(buf, offset) {
         return file.write_all_at(buf, offset);
     }
     let end = offset + buf.len() as u64;
-    let (span_start, span_end) = page_span(offset, buf.len());
-    let mut b = bounce((span_end - span_start) as usize);
-    let mut at = span_start;
-    let result = (|| {
-        while at < span_end {
-            let n = (span_end - at).min(b.len() as u64) as usize;
-            let piece = &mut b[..n];
-            // Pages the write covers only in part keep their other bytes.
-            if at < offset {
-                read_aligned(file, &mut piece[..DIRECT_ALIGN], at)?;
-            }
-            let last = at + n as u64 - PAGE;
-            if end < at + n as u64 && (last > at || at >= offset) {
-                read_aligned(file, &mut piece[n - DIRECT_ALIGN..], last)?;
-            }
-            let from = offset.max(at);
-            let to = end.min(at + n as u64);
-            piece[(from - at) as usize..(to - at) as usize]
-                .copy_from_slice(&buf[(from - offset) as usize..(to - offset) as usize]);
-            file.write_all_at(piece, at)?;
-            at += n as u64;
+    bounced(offset, buf.len(), |piece, at, caller, within| {
+        let n = piece.len();
+        // Pages the write covers only in part keep their other bytes.
+        if at < offset {
+            read_aligned(file, &mut piece[..DIRECT_ALIGN], at)?;
         }
-        Ok(())
-    })();
-    give_back(b);
-    result
+        let last = at + n as u64 - PAGE;
+        if end < at + n as u64 && (last > at || at >= offset) {
+            read_aligned(file, &mut piece[n - DIRECT_ALIGN..], last)?;
+        }
+        piece[within].copy_from_slice(&buf[caller]);
+        file.write_all_at(piece, at)
+    })
 }

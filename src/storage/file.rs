@@ -73,7 +73,7 @@ impl Storage for FileStorage {
         match &self.direct {
             Some(direct) => {
                 if let Some(ahead) = &self.ahead {
-                    ahead.before_write(&self.file, offset + buf.len() as u64)?;
+                    ahead.before_write(&self.file, offset + buf.len() as u64);
                 }
                 super::direct::write_at(direct, buf, offset)
             }
